@@ -1,0 +1,164 @@
+"""``kamiya-bot``: the one console script. Wires config, storage, the Kamiya client and frontends.
+
+Exit codes: 0 done (or stopped by SIGTERM/SIGINT); 1 a check or a scripted message failed;
+2 unusable configuration or nothing to run. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from bots.check import run_checks
+from bots.logs import configure_logging
+from bots.runner import NoFrontend, select_frontends, serve, stop_on_signals
+from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
+from core import ConfigError, Conversations, KamiyaClient, build_http_client, load_config
+from core.fake_kamiya import FakeKamiya
+from storage import SqlStore, StorageError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+
+    from core import Config
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Fatal(Exception):
+    """A one-line reason to stop before doing anything."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    quiet = args.command == "chat"
+    configure_logging("WARNING" if quiet else config.log.level, config.secrets())
+    try:
+        return asyncio.run(_COMMANDS[args.command](args, config))
+    except (Fatal, NoFrontend) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C before our handlers were installed
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kamiya-bot", description="The Kamiya LLM relay in Telegram, Discord and the terminal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run every bot that has a token configured")
+    run.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    chat = sub.add_parser("chat", help="chat in the terminal", description=HELP)
+    chat.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    chat.add_argument(
+        "--offline", action="store_true", help="talk to a built-in fake Kamiya; no key needed"
+    )
+    check = sub.add_parser("check", help="validate the config and reach every component")
+    check.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    return parser
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    factories = select_frontends(config)
+    if not config.kamiya.api_key.get_secret_value():
+        raise Fatal("no Kamiya API key: set KAMIYA_API_KEY or [kamiya] api_key")
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        conversations = await _open_core(stack, config, config.kamiya.base_url)
+        frontends = [factory(config, conversations) for factory in factories]
+        with stop_on_signals(stop.set):
+            await serve(frontends, stop)
+    return EXIT_OK
+
+
+async def _chat(args: argparse.Namespace, config: Config) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        if args.offline:
+            fake = await stack.enter_async_context(
+                FakeKamiya(api_key=None, accept_unknown_ids=True, demo=True)
+            )
+            base_url = fake.base_url
+        elif config.kamiya.api_key.get_secret_value():
+            base_url = config.kamiya.base_url
+        else:
+            raise Fatal(
+                "no Kamiya API key: set KAMIYA_API_KEY or [kamiya] api_key, "
+                "or try `kamiya-bot chat --offline`"
+            )
+        conversations = await _open_core(stack, config, base_url, offline=args.offline)
+        user = _user()
+        if sys.stdin.isatty():
+            console = Console()
+            where = "offline demo: a fake Kamiya on this machine" if args.offline else base_url
+            console.print(f"[bold]kamiya-bot[/bold] chat ({where}). {HELP}", style="dim")
+            job: Awaitable[int] = chat_loop(conversations, user, prompt_lines(), console=console)
+        else:
+            job = chat_loop(conversations, user, piped_lines(sys.stdin))
+        task = asyncio.ensure_future(job)
+        with stop_on_signals(task.cancel):
+            try:
+                code = await task
+            except asyncio.CancelledError:
+                return EXIT_OK
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):  # let a title being written finish
+                await conversations.wait_background()
+        return code
+
+
+async def _check(args: argparse.Namespace, config: Config) -> int:
+    print(f"{'config':<9} {'ok':<5} {args.config or 'built-in defaults'}")  # noqa: T201
+    probes = await run_checks(config)
+    for probe in probes:
+        print(probe.line())  # noqa: T201
+    return EXIT_FAILED if any(p.status == "fail" for p in probes) else EXIT_OK
+
+
+_COMMANDS = {"run": _run, "chat": _chat, "check": _check}
+
+
+async def _open_core(
+    stack: contextlib.AsyncExitStack, config: Config, base_url: str, *, offline: bool = False
+) -> Conversations:
+    try:
+        store = await SqlStore.open(config.storage.url)
+    except StorageError as exc:
+        raise Fatal(f"storage: {exc}") from None
+    stack.push_async_callback(store.aclose)
+    http = await stack.enter_async_context(build_http_client(config.kamiya))
+    key = "offline" if offline else config.kamiya.api_key.get_secret_value()
+    client = KamiyaClient(http, base_url=base_url, api_key=key)
+    return await stack.enter_async_context(
+        Conversations(
+            client,
+            store,
+            max_pending=config.conversation.max_pending,
+            titles=config.conversation.titles,
+            title_model=config.kamiya.title_model,
+        )
+    )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+def _fail(message: str) -> int:
+    print(f"kamiya-bot: {message}", file=sys.stderr)  # noqa: T201
+    return EXIT_USAGE

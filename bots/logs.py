@@ -1,0 +1,61 @@
+"""Logging for the process: one handler on stderr, every secret scrubbed from every line.
+
+The scrubbing filter is a second line of defence: code never logs a key or token on purpose, but
+libraries may (a URL with the Telegram token in it, an echoed header), so the handler rewrites any
+record that contains one before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["SecretFilter", "configure_logging"]
+
+MASK = "***"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class SecretFilter(logging.Filter):
+    """Replaces each known secret in a record's final message (and traceback) with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        scrubbed = self._scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_text:
+            record.exc_text = self._scrub(record.exc_text)
+        return True
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+def configure_logging(level: str, secrets: Iterable[str]) -> None:
+    """Install the stderr handler; quiet the libraries whose INFO lines carry URLs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(SecretFilter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs every request URL at INFO, and Telegram's URLs contain the bot token.
+    for name in ("httpx", "httpcore", "aiohttp.access", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,222 @@
+"""KamiyaClient: the two Kamiya endpoints over one shared ``httpx.AsyncClient``, as typed events.
+
+Every failure leaves here as a ``core.errors.KamiyaError`` whose text was scrubbed of the key; the
+key travels only in the ``Authorization`` header of each request, never in the URL, so httpx's
+own exceptions and logs cannot carry it either.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import httpx
+
+from core.errors import (
+    BlockingNotSupported,
+    ConversationNotFound,
+    IncompleteStream,
+    KamiyaError,
+    MalformedEvent,
+    UpstreamFailure,
+)
+from core.events import Event, StreamReader, TextDelta, error_from_body
+from core.sse import SseStream
+
+if TYPE_CHECKING:
+    from core.config import KamiyaSettings
+
+__all__ = ["KamiyaClient", "Message", "build_http_client", "can_block"]
+
+CONVERSATION_PATH = "/api/openai/chatgpt/conversation"
+COMPLETIONS_PATH = "/api/openai/chat/completions"
+_MAX_ERROR_BODY = 64 * 1024
+
+#: One chat message as the Chat Completions API takes it: {"role": ..., "content": ...}.
+Message = Mapping[str, str]
+
+
+def build_http_client(settings: KamiyaSettings) -> httpx.AsyncClient:
+    """The one pooled client for Kamiya: a long read timeout (replies stream slowly), a short
+    connect timeout (an unreachable relay should fail fast), room for many parallel streams."""
+    timeout = httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s)
+    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=64)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+
+
+def can_block(model: str) -> bool:
+    """Kamiya serves blocking (non-stream) completions only for gpt-3.5-turbo models."""
+    bare = model.rsplit(":", 1)[-1].strip().lower()
+    return bare == "gpt-3.5-turbo" or bare.startswith("gpt-3.5-turbo-")
+
+
+class KamiyaClient:
+    """Typed access to Kamiya. Owns nothing: the caller owns and closes the ``httpx`` client."""
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self.__key = api_key
+
+    def __repr__(self) -> str:
+        return f"KamiyaClient(base_url={self._base!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def conversation(
+        self, content: str, conversation_id: str | None = None
+    ) -> AsyncGenerator[Event]:
+        """One turn of the simplified chat API: ``TextDelta``* then exactly one ``Final``.
+
+        Raises ``ConversationNotFound`` when the server rejects the ``conversation_id`` sent.
+        Use under ``contextlib.aclosing`` so an early exit closes the connection at once.
+        """
+        body: dict[str, object] = {"content": content}
+        if conversation_id is not None:
+            body["conversationId"] = conversation_id
+        reader = StreamReader(expect_info=True)
+        async for event in self._stream(CONVERSATION_PATH, body, reader, conversation_id):
+            yield event
+
+    async def stream_completion(
+        self, messages: Sequence[Message], model: str, **params: object
+    ) -> AsyncGenerator[TextDelta]:
+        """A streamed Chat Completion for any model Kamiya serves: ``TextDelta``* until [DONE]."""
+        body: dict[str, object] = {**params, "messages": list(messages), "model": model}
+        body["stream"] = True
+        reader = StreamReader(expect_info=False)
+        async for event in self._stream(COMPLETIONS_PATH, body, reader, None):
+            if isinstance(event, TextDelta):
+                yield event
+
+    async def complete(self, messages: Sequence[Message], model: str, **params: object) -> str:
+        """A blocking Chat Completion; only gpt-3.5-turbo models allow it (checked locally)."""
+        if not can_block(model):
+            raise BlockingNotSupported(
+                f"{model} is served only as a stream; blocking calls need gpt-3.5-turbo"
+            )
+        body: dict[str, object] = {**params, "messages": list(messages), "model": model}
+        body.pop("stream", None)
+        try:
+            response = await self._http.post(
+                self._base + COMPLETIONS_PATH, json=body, headers=self._headers()
+            )
+        except httpx.HTTPError as exc:
+            raise self._scrub(_transport_error(exc, streaming=False)) from None
+        if response.status_code != 200:
+            raise self._scrub(_status_error(response, response.content, None))
+        try:
+            payload = response.json()
+            content = payload["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise MalformedEvent("Kamiya sent a completion that could not be read") from None
+        if not isinstance(content, str):
+            raise MalformedEvent("Kamiya sent a completion without text")
+        return content
+
+    async def _stream(
+        self,
+        path: str,
+        body: dict[str, object],
+        reader: StreamReader,
+        conversation_id: str | None,
+    ) -> AsyncGenerator[Event]:
+        headers = {**self._headers(), "Accept": "text/event-stream", "Cache-Control": "no-store"}
+        streaming = False
+        try:
+            async with self._http.stream(
+                "POST", self._base + path, json=body, headers=headers
+            ) as response:
+                if response.status_code != 200:
+                    raw = await _read_capped(response)
+                    raise _status_error(response, raw, conversation_id)
+                if _is_json(response):
+                    raise _status_error(response, await _read_capped(response), conversation_id)
+                streaming = True
+                sse = SseStream()
+                async for chunk in response.aiter_bytes():
+                    for item in sse.feed(chunk):
+                        event = reader.feed(item)
+                        if event is not None:
+                            yield event
+                for item in sse.close():
+                    event = reader.feed(item)
+                    if event is not None:
+                        yield event
+                reader.finish()
+        except KamiyaError as exc:
+            raise self._scrub(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._scrub(_transport_error(exc, streaming=streaming)) from None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.__key}"}
+
+    def _scrub(self, error: KamiyaError) -> KamiyaError:
+        """Upstream text is echoed to users; make sure it can never carry the key."""
+        if self.__key and self.__key in error.message:
+            error.message = error.message.replace(self.__key, "***")
+            error.args = (error.message,)
+        return error
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > _MAX_ERROR_BODY:
+            break
+    return bytes(data[:_MAX_ERROR_BODY])
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return "json" in response.headers.get("content-type", "").lower()
+
+
+def _status_error(
+    response: httpx.Response, raw: bytes, conversation_id: str | None
+) -> KamiyaError:
+    """A non-stream answer: an error status, or a JSON body where a stream was due."""
+    status = response.status_code
+    text = raw.decode("utf-8", errors="replace")
+    body: object
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = text
+    if status == 200:
+        if isinstance(body, dict) and "error" in body:
+            return error_from_body(None, body)
+        return MalformedEvent("Kamiya answered JSON where a stream was expected")
+    if conversation_id is not None and _means_unknown_conversation(status, text):
+        return ConversationNotFound("Kamiya no longer knows this conversation", status=status)
+    return error_from_body(status, body, retry_after=_retry_after(response))
+
+
+def _means_unknown_conversation(status: int, text: str) -> bool:
+    # The docs do not say how an expired id is reported; 404/410 are the natural answers, and a
+    # 400 that talks about the conversation is the other shape relays use.
+    return status in {404, 410} or (status in {400, 422} and "conversation" in text.lower())
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare enough to let the caller choose its own pause
+
+
+def _transport_error(exc: httpx.HTTPError, *, streaming: bool) -> KamiyaError:
+    if streaming:
+        if isinstance(exc, httpx.TimeoutException):
+            return IncompleteStream("Kamiya stopped sending mid-reply (timed out)")
+        return IncompleteStream("the connection to Kamiya dropped mid-reply")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamFailure("Kamiya did not answer in time")
+    return UpstreamFailure(f"could not reach Kamiya ({type(exc).__name__})")

@@ -1,0 +1,165 @@
+"""Configuration: one TOML file plus secrets from the environment, validated once at start.
+
+pydantic does the validation (unknown keys, wrong types, ranges) because its error locations give
+us "file, key, reason" for free; every model is frozen, and secrets are ``SecretStr`` so neither
+``repr`` nor an error message can show them. Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "ENV_SECRETS",
+    "Config",
+    "ConfigError",
+    "ConversationSettings",
+    "DiscordSettings",
+    "KamiyaSettings",
+    "LogSettings",
+    "StorageSettings",
+    "TelegramSettings",
+    "load_config",
+]
+
+Str = Annotated[str, Strict()]
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Seconds = Annotated[float, Strict(), Field(gt=0, le=3600)]
+Secret = Annotated[SecretStr, Strict()]
+Url = Annotated[str, Strict(), Field(pattern=r"^https?://\S+$")]
+
+#: Environment variables that override a secret of the file, as (section, key).
+ENV_SECRETS: Mapping[str, tuple[str, str]] = {
+    "KAMIYA_API_KEY": ("kamiya", "api_key"),
+    "TELEGRAM_BOT_TOKEN": ("telegram", "token"),
+    "DISCORD_BOT_TOKEN": ("discord", "token"),
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``str()`` is one line naming file, key and reason."""
+
+    def __init__(self, file: str, key: str | None, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {reason}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KamiyaSettings(_Section):
+    base_url: Url = "https://p0.kamiya.dev"
+    api_key: Secret = SecretStr("")
+    request_timeout_s: Seconds = 120.0
+    connect_timeout_s: Seconds = 10.0
+    title_model: Str = "openai:gpt-3.5-turbo"
+
+
+class StorageSettings(_Section):
+    url: Annotated[str, Strict(), Field(min_length=1)] = "sqlite+aiosqlite:///kamiya-bot.db"
+
+
+class ConversationSettings(_Section):
+    max_pending: Annotated[int, Strict(), Field(ge=0, le=1000)] = 5
+    titles: Bool = True
+
+
+class TelegramSettings(_Section):
+    token: Secret = SecretStr("")
+    base_url: Url = "https://api.telegram.org/bot"
+    allowed_user_ids: tuple[Int, ...] = ()
+
+
+class DiscordSettings(_Section):
+    token: Secret = SecretStr("")
+    guild_ids: tuple[Int, ...] = ()
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    kamiya: KamiyaSettings = KamiyaSettings()
+    storage: StorageSettings = StorageSettings()
+    conversation: ConversationSettings = ConversationSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+    log: LogSettings = LogSettings()
+
+    def secrets(self) -> list[str]:
+        """Every non-empty secret, so log filters can scrub them."""
+        values = (self.kamiya.api_key, self.telegram.token, self.discord.token)
+        return [s.get_secret_value() for s in values if s.get_secret_value()]
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
+    """Read ``path`` (or only defaults when ``None``), overlay secrets from ``environ``.
+
+    Raises ``ConfigError`` for a missing or unreadable file, bad TOML, unknown keys, wrong types.
+    """
+    name = str(path) if path is not None else "<defaults>"
+    data: dict[str, object] = {}
+    if path is not None:
+        data = _read_toml(Path(path))
+    for var, (section, key) in ENV_SECRETS.items():
+        value = environ.get(var, "").strip()
+        if value:
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(name, section, "must be a table")
+            table[key] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ConfigError(name, _key(first["loc"]), _reason(first)) from None
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), None, "is a directory, not a file") from None
+    except PermissionError:
+        raise ConfigError(str(path), None, "permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), None, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), None, "not UTF-8 text") from None
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) == 1:
+        return f"[{parts[0]}]"
+    return f"[{parts[0]}] " + ".".join(parts[1:])
+
+
+def _reason(error: Mapping[str, object]) -> str:
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    value = error.get("input")
+    shown = "(hidden)" if isinstance(value, str) and _looks_secret(error) else repr(value)
+    return f"{error.get('msg', 'invalid value')}, got {shown}"
+
+
+def _looks_secret(error: Mapping[str, object]) -> bool:
+    loc = error.get("loc")
+    return isinstance(loc, tuple) and any(p in {"api_key", "token"} for p in loc)

@@ -1,0 +1,90 @@
+"""All a frontend sees of core: the chat key, and the sink it implements to show a reply.
+
+A frontend (terminal, Telegram, Discord) turns a user's message into ``Conversations.ask(key,
+text, sink)``; core drives the sink through ``queued`` → ``started`` → ``progress``* → one of
+``finished`` / ``failed``. ``progress`` always receives the whole reply so far, so a renderer may
+drop any update and show the latest one without losing text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from core.errors import KamiyaError
+
+__all__ = ["ChatKey", "Failure", "Reply", "ReplySink"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatKey:
+    """Where a conversation lives: a platform chat, optionally a thread/topic within it.
+
+    ``scope`` narrows it further, e.g. to one user of a group chat.
+    """
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+    scope: str | None = None
+
+    def __str__(self) -> str:
+        key = f"{self.platform}:{self.chat_id}"
+        if self.thread_id is not None:
+            key += f":{self.thread_id}"
+        if self.scope is not None:
+            key += f"@{self.scope}"
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A completed turn. ``text`` is ``fullContent``, the billed reply, and is what stays shown.
+
+    ``context_expired``: the stored conversation was gone on the server, so this reply starts a
+    new one; the frontend should say that the earlier context was lost.
+    """
+
+    text: str
+    conversation_id: str
+    new_conversation: bool
+    context_expired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A turn that did not complete. The stored conversation is unchanged.
+
+    ``kind`` is an error kind from ``core.errors`` or ``"busy"`` (the chat's queue is full);
+    ``partial`` is the text already shown, which a frontend keeps and marks as cut off.
+    """
+
+    kind: str
+    partial: str = ""
+    retry_after: float | None = None
+    error: KamiyaError | None = None
+
+
+class ReplySink(Protocol):
+    """How core shows one reply on a platform. Implemented by every frontend."""
+
+    async def queued(self, ahead: int) -> None:
+        """The message waits behind ``ahead`` earlier messages of the same chat."""
+        ...
+
+    async def started(self) -> None:
+        """Kamiya is being asked now: a good moment for a typing indicator."""
+        ...
+
+    async def progress(self, text: str) -> None:
+        """The reply so far, whole; called often, so render at the platform's pace."""
+        ...
+
+    async def finished(self, reply: Reply) -> None:
+        """The final text; replaces whatever ``progress`` showed."""
+        ...
+
+    async def failed(self, failure: Failure) -> None:
+        """The turn failed; show ``core.texts.failure_text`` and keep ``partial``."""
+        ...

@@ -1,0 +1,66 @@
+"""Bytes → Server-Sent Events, with httpx-sse's decoders doing the line and field work.
+
+We drive the decoders ourselves instead of ``EventSource.aiter_sse`` for two reasons: bytes go
+through one incremental UTF-8 decoder (so a character split across network chunks survives
+without depending on how the response was read), and at end of stream an event that was never
+closed by a blank line is still handed over, flagged, so the caller can accept a complete
+``kamiyaInfo`` a server forgot to terminate, yet call a truncated one an incomplete stream.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+__all__ = ["SseEvent", "SseStream"]
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event; ``unterminated`` when it was cut by the end of the stream."""
+
+    event: str
+    data: str
+    unterminated: bool = False
+
+
+class SseStream:
+    """Incremental decoder: feed byte chunks split anywhere, get whole events back."""
+
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._lines = SSELineDecoder()
+        self._events = SSEDecoder()
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        text = self._text.decode(chunk)
+        if not self._started and text:
+            self._started = True
+            text = text.removeprefix("\ufeff")  # the spec allows one leading BOM
+        return self._decode(text) if text else []
+
+    def close(self) -> list[SseEvent]:
+        """Flush at end of stream; a pending, unterminated event comes out flagged."""
+        events = self._decode(self._text.decode(b"", final=True))
+        for line in self._lines.flush():
+            events.extend(self._decode_line(line))
+        pending = self._events.decode("")
+        if pending is not None and pending.data:
+            events.append(SseEvent(pending.event, pending.data, unterminated=True))
+        return events
+
+    def _decode(self, text: str) -> list[SseEvent]:
+        events: list[SseEvent] = []
+        for line in self._lines.decode(text):
+            events.extend(self._decode_line(line))
+        return events
+
+    def _decode_line(self, line: str) -> list[SseEvent]:
+        sse = self._events.decode(line)
+        # httpx-sse dispatches data-less events (after id/retry fields); the spec drops them.
+        if sse is None or not sse.data:
+            return []
+        return [SseEvent(sse.event, sse.data)]

@@ -1,0 +1,104 @@
+"""Config: defaults, the example file, env secrets winning, and one clear error per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_without_a_file():
+    config = load_config(None, {})
+    assert config.kamiya.base_url == "https://p0.kamiya.dev"
+    assert config.kamiya.request_timeout_s == 120
+    assert config.storage.url == "sqlite+aiosqlite:///kamiya-bot.db"
+    assert config.conversation.max_pending == 5
+    assert config.telegram.allowed_user_ids == ()
+
+
+def test_example_file_documents_every_key_and_loads_to_defaults():
+    example = load_config(ROOT / "config.example.toml", {})
+    assert example == Config()
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for section, model in Config.model_fields.items():
+        assert f"[{section}]" in text
+        assert model.annotation is not None
+        for key in model.annotation.model_fields:  # type: ignore[union-attr]
+            assert f"\n{key} = " in text, f"{section}.{key} is not documented"
+
+
+def test_environment_secrets_win_over_the_file(tmp_path):
+    path = write(tmp_path, '[kamiya]\napi_key = "from-file"\n[telegram]\ntoken = "t-file"\n')
+    env = {"KAMIYA_API_KEY": "from-env", "DISCORD_BOT_TOKEN": "d-env", "TELEGRAM_BOT_TOKEN": ""}
+    config = load_config(path, env)
+    assert config.kamiya.api_key.get_secret_value() == "from-env"
+    assert config.telegram.token.get_secret_value() == "t-file"  # empty env does not erase
+    assert config.discord.token.get_secret_value() == "d-env"
+
+
+def test_secrets_are_hidden_from_repr():
+    config = load_config(None, {"KAMIYA_API_KEY": "sk-very-secret"})
+    assert "sk-very-secret" not in repr(config)
+    assert "sk-very-secret" not in str(config)
+    assert config.secrets() == ["sk-very-secret"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[kamiya]\nbase_urll = 'x'\n", "[kamiya] base_urll", "unknown key"),
+        ("[nonsense]\na = 1\n", "[nonsense]", "unknown key"),
+        ("[kamiya]\nrequest_timeout_s = 'fast'\n", "[kamiya] request_timeout_s", "number"),
+        ("[kamiya]\nrequest_timeout_s = -1\n", "[kamiya] request_timeout_s", "greater than"),
+        ("[kamiya]\nbase_url = 'p0.kamiya.dev'\n", "[kamiya] base_url", "pattern"),
+        ("[telegram]\nallowed_user_ids = [1, '2']\n", "[telegram] allowed_user_ids.1", "integer"),
+        ("[discord]\nguild_ids = 5\n", "[discord] guild_ids", "tuple"),
+        ("[conversation]\ntitles = 'yes'\n", "[conversation] titles", "boolean"),
+        ("[log]\nlevel = 'LOUD'\n", "[log] level", "INFO"),
+        ("kamiya = 3\n", "[kamiya]", "dictionary"),
+    ],
+)
+def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    error = info.value
+    assert error.file == str(path)
+    assert error.key == key
+    assert reason in error.reason
+    assert "\n" not in str(error)
+    assert str(error).startswith(f"{path}: {key}: ")
+
+
+def test_wrong_type_for_a_secret_never_echoes_it(tmp_path):
+    path = write(tmp_path, "[kamiya]\napi_key = 12345678\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert info.value.key == "[kamiya] api_key"
+    assert "string" in info.value.reason
+
+
+def test_missing_file_is_one_clear_line(tmp_path):
+    with pytest.raises(ConfigError, match="no such file") as info:
+        load_config(tmp_path / "nope.toml", {})
+    assert info.value.key is None
+
+
+def test_invalid_toml_is_one_clear_line(tmp_path):
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "[kamiya\n"), {})
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ConfigError, match="directory"):
+        load_config(tmp_path, {})
