@@ -1,0 +1,24 @@
+"""Persistence for kamiya-bot: which conversation each chat continues, history and usage.
+
+Core sees only ``storage.protocol``; the bots pick a backend: ``SqlStore`` for deployments
+(SQLite or PostgreSQL by URL) or ``MemoryStore`` for tests and offline runs.
+"""
+
+from __future__ import annotations
+
+from storage.engine import StorageError, create_engine, create_schema, safe_url
+from storage.memory import MemoryStore
+from storage.protocol import ConversationRecord, ConversationStore, UsageRecord
+from storage.sql import SqlStore
+
+__all__ = [
+    "ConversationRecord",
+    "ConversationStore",
+    "MemoryStore",
+    "SqlStore",
+    "StorageError",
+    "UsageRecord",
+    "create_engine",
+    "create_schema",
+    "safe_url",
+]

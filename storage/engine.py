@@ -1,0 +1,92 @@
+"""Engines from URLs, SQLite tuned for a bot, and schema creation.
+
+SQLite is the default deployment: one file, several writers (frontends, maybe a second process).
+WAL lets readers proceed during a write, and ``busy_timeout`` makes a writer wait for the lock
+instead of failing at once with "database is locked".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from storage.models import Base
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy.engine import URL
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["StorageError", "create_engine", "create_schema", "safe_url"]
+
+# busy_timeout first: switching to WAL needs a lock another connection may briefly hold.
+_SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+class StorageError(Exception):
+    """The database cannot be opened; ``str()`` is one line without the URL's password."""
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: the password masked, or a placeholder if it does not parse."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # any unparsable URL: show nothing of it rather than risk a secret
+        return "<unparsable database URL>"
+
+
+def create_engine(url: str, *, connect_args: Mapping[str, object] | None = None) -> AsyncEngine:
+    """Build an async engine for ``url``; for SQLite, prepare the file and every connection.
+
+    ``connect_args`` go to the DBAPI ``connect()``, e.g. asyncpg's
+    ``{"server_settings": {"search_path": "..."}}`` to put the tables in another schema.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _make_parent_dir(parsed)
+    engine = create_async_engine(parsed, connect_args=dict(connect_args or {}))
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create missing tables and indexes; existing ones are kept, so this runs on every start."""
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+def _make_parent_dir(url: URL) -> None:
+    """Create the directory of a file database: SQLite creates the file but not its directory."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri"):
+        # In-memory, or a ``file:`` URI whose path SQLite resolves itself.
+        return
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _set_sqlite_pragmas(
+    dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry
+) -> None:
+    """Apply the pragmas on each new connection: busy_timeout and foreign_keys are per connection.
+
+    ``journal_mode=WAL`` is stored in the file after the first time; repeating it is a no-op that
+    also covers a file someone switched back to a rollback journal.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
