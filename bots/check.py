@@ -59,7 +59,9 @@ async def run_checks(config: Config) -> list[Probe]:
     return [Probe(p.component, p.status, _scrub(p.detail, secrets)) for p in results]
 
 
-async def _limited(name: str, probe: Callable[[Config], Awaitable[Probe]], config: Config) -> Probe:
+async def _limited(
+    name: str, probe: Callable[[Config], Awaitable[Probe]], config: Config
+) -> Probe:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             return await probe(config)

@@ -39,6 +39,7 @@ class Fatal(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kamiya-bot`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, os.environ)
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kamiya-bot", description="The Kamiya LLM relay in Telegram, Discord and the terminal."
+        prog="kamiya-bot",
+        description="The Kamiya LLM relay in Telegram, Discord and the terminal.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run every bot that has a token configured")

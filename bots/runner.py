@@ -18,8 +18,8 @@ __all__ = [
     "FrontendFactory",
     "NoFrontend",
     "available_frontends",
-    "select_frontends",
     "configured",
+    "select_frontends",
     "serve",
     "stop_on_signals",
 ]

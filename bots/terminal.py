@@ -108,7 +108,7 @@ class LiveSink:
             self.close()
 
 
-async def prompt_lines(prompt: str = "> ") -> AsyncIterator[str]:
+async def prompt_lines(prompt: str = "you> ") -> AsyncIterator[str]:
     """Lines typed at a prompt; ends on Ctrl-D or Ctrl-C."""
     session: PromptSession[str] = PromptSession()
     while True:

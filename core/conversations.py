@@ -156,7 +156,9 @@ class Conversations:
         reply = Reply(final.full_content, final.conversation_id, new, expired)
         await _quiet(sink.finished(reply))
         if new and self._titles:
-            self._spawn(self._name(final.conversation_id, content, final.full_content, language))
+            self._spawn(
+                lambda: self._name(final.conversation_id, content, final.full_content, language)
+            )
         return reply
 
     async def _stream(
@@ -187,10 +189,11 @@ class Conversations:
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
 
-    def _spawn(self, job: Awaitable[None]) -> None:
+    def _spawn(self, job: Callable[[], Awaitable[None]]) -> None:
+        # ``job`` is a factory so a task cancelled before it starts leaves no unawaited coroutine.
         async def run() -> None:
             try:
-                await job
+                await job()
             except asyncio.CancelledError:
                 raise
             except Exception:

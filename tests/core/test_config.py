@@ -33,7 +33,7 @@ def test_example_file_documents_every_key_and_loads_to_defaults():
     for section, model in Config.model_fields.items():
         assert f"[{section}]" in text
         assert model.annotation is not None
-        for key in model.annotation.model_fields:  # type: ignore[union-attr]
+        for key in model.annotation.model_fields:
             assert f"\n{key} = " in text, f"{section}.{key} is not documented"
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from core.lanes import Lanes, QueueFull
+from tests.waiting import until
 
 
 async def test_turns_of_one_key_run_one_at_a_time_in_arrival_order():
@@ -26,10 +27,8 @@ async def test_turns_of_one_key_run_one_at_a_time_in_arrival_order():
             active -= 1
 
     tasks = [asyncio.create_task(turn(i)) for i in range(5)]
-    for gate in gates:  # release them in order as each one starts
-        async with asyncio.timeout(5):
-            while lanes.depth("chat") and len(order) <= gates.index(gate):
-                await asyncio.sleep(0)
+    for index, gate in enumerate(gates):  # release each one as soon as it has started
+        await until(lambda i=index: len(order) > i)  # type: ignore[misc]
         gate.set()
     await asyncio.gather(*tasks)
     assert order == [0, 1, 2, 3, 4]
@@ -60,13 +59,9 @@ async def test_slow_queued_notice_cannot_reorder_turns():
             order.append("third")
 
     tasks = [asyncio.create_task(f()) for f in (first, second, third)]
-    async with asyncio.timeout(5):
-        while lanes.depth("c") < 3:
-            await asyncio.sleep(0)
+    await until(lambda: not (lanes.depth("c") < 3))
     hold.set()
-    async with asyncio.timeout(5):
-        while "first" not in order:
-            await asyncio.sleep(0)
+    await until(lambda: not ("first" not in order))
     slow_notice.set()
     await asyncio.gather(*tasks)
     assert order == ["first", "second", "third"]
@@ -85,9 +80,7 @@ async def test_queue_bound_refuses_before_waiting():
             await hold.wait()
 
     tasks = [asyncio.create_task(turn()) for _ in range(3)]
-    async with asyncio.timeout(5):
-        while lanes.depth("c") < 3:
-            await asyncio.sleep(0)
+    await until(lambda: not (lanes.depth("c") < 3))
     with pytest.raises(QueueFull):
         async with lanes.turn("c"):
             pass
@@ -102,9 +95,7 @@ async def test_unbounded_turn_ignores_the_limit():
     lanes = Lanes(max_pending=0)
     hold = asyncio.Event()
     first = asyncio.create_task(_hold(lanes, hold))
-    async with asyncio.timeout(5):
-        while not lanes.depth("c"):
-            await asyncio.sleep(0)
+    await until(lambda: bool(lanes.depth("c")))
     with pytest.raises(QueueFull):
         async with lanes.turn("c"):
             pass
@@ -118,14 +109,10 @@ async def test_cancelled_waiter_leaves_the_queue_and_order_holds():
     hold = asyncio.Event()
     order: list[str] = []
     first = asyncio.create_task(_hold(lanes, hold))
-    async with asyncio.timeout(5):
-        while not lanes.depth("c"):
-            await asyncio.sleep(0)
+    await until(lambda: bool(lanes.depth("c")))
     doomed = asyncio.create_task(_enter(lanes, order=order, name="doomed"))
     last = asyncio.create_task(_enter(lanes, order=order, name="last"))
-    async with asyncio.timeout(5):
-        while lanes.depth("c") < 3:
-            await asyncio.sleep(0)
+    await until(lambda: not (lanes.depth("c") < 3))
     doomed.cancel()
     with pytest.raises(asyncio.CancelledError):
         await doomed
@@ -149,14 +136,10 @@ async def test_waiter_cancelled_just_after_handover_passes_the_lane_on():
         tasks["doomed"].cancel()
 
     tasks["first"] = asyncio.create_task(first())
-    async with asyncio.timeout(5):
-        while not lanes.depth("c"):
-            await asyncio.sleep(0)
+    await until(lambda: bool(lanes.depth("c")))
     tasks["doomed"] = asyncio.create_task(_enter(lanes, order=order, name="doomed"))
     tasks["last"] = asyncio.create_task(_enter(lanes, order=order, name="last"))
-    async with asyncio.timeout(5):
-        while lanes.depth("c") < 3:
-            await asyncio.sleep(0)
+    await until(lambda: not (lanes.depth("c") < 3))
     hold.set()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
     assert tasks["doomed"].cancelled()

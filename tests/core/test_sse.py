@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.errors import IncompleteStream, MalformedEvent
+from core.errors import IncompleteStream, MalformedEvent, RateLimited
 from core.events import Final, StreamReader, TextDelta
 from core.sse import SseEvent, SseStream
 
@@ -35,8 +36,9 @@ def render(
     return (eol.join(lines) + eol).encode()
 
 
-def decode(pieces: list[bytes], *, expect_info: bool = True) -> list[object]:
-    sse, reader, out = SseStream(), StreamReader(expect_info=expect_info), []
+def decode(pieces: list[bytes], *, expect_info: bool = True) -> list[TextDelta | Final]:
+    sse, reader = SseStream(), StreamReader(expect_info=expect_info)
+    out: list[TextDelta | Final] = []
     for piece in pieces:
         for item in sse.feed(piece):
             event = reader.feed(item)
@@ -53,7 +55,7 @@ def decode(pieces: list[bytes], *, expect_info: bool = True) -> list[object]:
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 texts = st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=8)
@@ -165,8 +167,6 @@ def test_role_only_and_finish_chunks_carry_no_text():
 
 
 def test_error_event_in_stream_is_typed():
-    from core.errors import RateLimited
-
     reader = StreamReader(expect_info=True)
     with pytest.raises(RateLimited):
         reader.feed(SseEvent("", json.dumps({"error": {"message": "slow down", "code": 429}})))

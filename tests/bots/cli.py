@@ -1,0 +1,52 @@
+"""Run the installed ``kamiya-bot`` console script as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = Path(sys.executable).with_name("kamiya-bot")
+
+
+def command(*args: str) -> list[str]:
+    if SCRIPT.exists():
+        return [str(SCRIPT), *args]
+    return [sys.executable, "-m", "bots", *args]
+
+
+def environ(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
+    env.update(PYTHONUNBUFFERED="1", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run(*args: str, cwd: Path, stdin: str = "", **env: str) -> Result:
+    proc = await asyncio.create_subprocess_exec(
+        *command(*args),
+        cwd=cwd,
+        env=environ(**env),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate(stdin.encode())
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def stored_ids(db: Path) -> dict[str, str | None]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT chat_key, conversation_id FROM chats").fetchall())

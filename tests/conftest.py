@@ -1,0 +1,40 @@
+"""Shared fixtures: the fake Kamiya on loopback, a real httpx client, the real KamiyaClient."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from core.client import KamiyaClient
+from core.fake_kamiya import FakeKamiya
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+KEY = "sk-kamiya-test-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a real secret or config from the machine it runs on."""
+    for var in ("KAMIYA_API_KEY", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeKamiya]:
+    async with FakeKamiya(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(fake: FakeKamiya, http: httpx.AsyncClient) -> KamiyaClient:
+    return KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
