@@ -1,0 +1,165 @@
+"""The pacer: latest text only, never twice, within limits, 429 penalties per chat, final always.
+
+Runs on looptime's fast-forwarded event loop time: sleeps are instant yet the clock is consistent,
+so rates are asserted as call counts over virtual seconds, not measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.throttle import ChatGate, Gates, LiveRenderer, PaceLimits, RetryLater
+
+pytestmark = pytest.mark.looptime
+
+
+class Recorder:
+    """A surface that records (time, kind, text); scripted 429s."""
+
+    def __init__(self, *, fail_at: dict[int, float] | None = None) -> None:
+        self.shown: list[tuple[float, str, str]] = []
+        self._fail_at = dict(fail_at or {})
+        self._attempts = 0
+
+    async def show(self, text: str) -> int:
+        return self._call("show", text)
+
+    async def final(self, text: str) -> int:
+        return self._call("final", text)
+
+    def _call(self, kind: str, text: str) -> int:
+        self._attempts += 1
+        if self._attempts in self._fail_at:
+            raise RetryLater(self._fail_at.pop(self._attempts))
+        self.shown.append((asyncio.get_running_loop().time(), kind, text))
+        return 1
+
+
+def gate(limits: PaceLimits) -> ChatGate:
+    return ChatGate(limits, clock=asyncio.get_running_loop().time)
+
+
+async def stream(renderer: LiveRenderer, chunks: int, every: float) -> str:
+    text = ""
+    for i in range(chunks):
+        text += f"w{i} "
+        renderer.update(text)
+        await asyncio.sleep(every)
+    return text
+
+
+async def test_fast_stream_is_coalesced_to_the_allowed_rate_and_ends_exact():
+    surface = Recorder()
+    renderer = LiveRenderer(surface, gate(PaceLimits(per_second=1.0, burst=3)))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    text = await stream(renderer, 200, 0.05)  # 20 tokens/s for 10 virtual seconds
+    await renderer.finish(text + "end")
+    shows = [s for s in surface.shown if s[1] == "show"]
+    elapsed = loop.time() - start
+    assert len(shows) <= 3 + elapsed + 1  # burst, then one a second
+    assert len(shows) >= 0.9 * (3 + elapsed - 1)  # and the budget is used, not wasted
+    texts = [s[2] for s in shows]
+    assert len(texts) == len(set(texts))  # never the same text twice
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+    assert surface.shown[-1][1:] == ("final", text + "end")
+
+
+async def test_update_never_waits_for_the_platform():
+    class Slow(Recorder):
+        async def show(self, text: str) -> int:
+            await asyncio.sleep(30)  # a platform call that hangs for 30 s
+            return self._call("show", text)
+
+    renderer = LiveRenderer(Slow(), gate(PaceLimits()))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(1000):
+        renderer.update(f"text {i}")
+    assert loop.time() == start
+    await renderer.aclose()
+
+
+async def test_first_update_goes_out_at_once():
+    surface = Recorder()
+    renderer = LiveRenderer(surface, gate(PaceLimits()))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    renderer.update("first")
+    await asyncio.sleep(0.5)  # virtual time: the next token is half a second away
+    await renderer.finish("first and last")
+    assert surface.shown[0] == (start, "show", "first")
+
+
+async def test_retry_after_opens_a_penalty_window_and_the_final_follows_it():
+    surface = Recorder(fail_at={2: 5.0})  # the second call gets "retry after 5 s"
+    limits = PaceLimits(per_second=1.0, burst=3)
+    renderer = LiveRenderer(surface, gate(limits))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    text = await stream(renderer, 40, 0.1)  # 4 virtual seconds of tokens
+    await renderer.finish(text)
+    times = [t - start for t, _, _ in surface.shown]
+    assert times[0] == 0
+    penalty_start = 0.1  # second attempt happened at the second token
+    assert all(not (penalty_start < t < penalty_start + 5.0) for t in times[1:])
+    assert surface.shown[-1][1:] == ("final", text)
+    assert times[-1] == pytest.approx(penalty_start + 5.0, abs=0.2)
+
+
+async def test_penalty_in_one_chat_does_not_slow_another():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits()
+    gates.get("a", limits).penalize(60)
+    assert gates.get("a", limits).delay() == pytest.approx(60)
+    assert gates.get("b", limits).delay() == 0
+
+
+async def test_group_minute_cap_holds():
+    g = gate(PaceLimits(per_second=10.0, burst=10, per_minute=20))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    while loop.time() - start < 60:
+        delay = g.delay()
+        if delay:
+            await asyncio.sleep(max(delay, 0.005))
+            continue
+        g.record()
+        sent += 1
+    assert sent == 20
+
+
+async def test_bot_wide_cap_is_shared_by_all_chats():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=30)
+    for chat in range(30):
+        gate_ = gates.get(chat, limits)
+        assert gate_.delay() == 0
+        gate_.record()
+    assert gates.get(99, limits).delay() > 0
+
+
+async def test_final_is_delivered_even_if_unchanged_and_updates_after_it_are_ignored():
+    surface = Recorder()
+    renderer = LiveRenderer(surface, gate(PaceLimits()))
+    renderer.update("same")
+    await asyncio.sleep(0.5)
+    await renderer.finish("same")
+    renderer.update("too late")
+    assert [s[1:] for s in surface.shown] == [("show", "same"), ("final", "same")]
+
+
+async def test_surface_errors_do_not_kill_the_reply():
+    class Flaky(Recorder):
+        async def show(self, text: str) -> int:
+            raise ConnectionError("platform hiccup")
+
+    surface = Flaky()
+    renderer = LiveRenderer(surface, gate(PaceLimits()))
+    renderer.update("x")
+    await asyncio.sleep(0.5)
+    await renderer.finish("final text")
+    assert surface.shown[-1][1:] == ("final", "final text")
