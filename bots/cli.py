@@ -41,6 +41,8 @@ class Fatal(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kamiya-bot`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    # Opt in to python-telegram-bot's future timedelta retry_after instead of a warning.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:

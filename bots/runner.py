@@ -48,8 +48,10 @@ class NoFrontend(Exception):
 
 
 def available_frontends() -> dict[str, FrontendFactory]:
-    """Frontends this build ships, by config section. Telegram and Discord plug in here."""
-    return {}
+    """Frontends this build ships, by config section."""
+    from bots.telegram.app import TelegramFrontend  # noqa: PLC0415 - heavy, only when serving
+
+    return {"telegram": TelegramFrontend}
 
 
 def configured(config: Config) -> list[str]:

@@ -76,10 +76,22 @@ class ConversationSettings(_Section):
     titles: Bool = True
 
 
+Rate = Annotated[float, Strict(), Field(gt=0, le=1000)]
+Count = Annotated[int, Strict(), Field(ge=1, le=10_000)]
+
+
 class TelegramSettings(_Section):
     token: Secret = SecretStr("")
     base_url: Url = "https://api.telegram.org/bot"
     allowed_user_ids: tuple[Int, ...] = ()
+    stream_mode: Literal["draft", "edit"] = "draft"
+    group_scope: Literal["chat", "user"] = "chat"
+    poll_timeout_s: Annotated[float, Strict(), Field(ge=0, le=50)] = 10.0
+    per_chat_per_s: Rate = 1.0
+    per_chat_burst: Count = 3
+    group_per_min: Count = 20
+    global_per_s: Rate = 30.0
+    paste_window_s: Annotated[float, Strict(), Field(ge=0, le=10)] = 1.0
 
 
 class DiscordSettings(_Section):

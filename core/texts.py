@@ -16,7 +16,8 @@ __all__ = ["failure_text", "language", "text"]
 
 _TEXTS: dict[str, dict[str, str]] = {
     "en": {
-        "bad_key": "The bot's Kamiya API key was rejected. Please tell the bot's owner.",
+        "bad_key": "The bot is not set up correctly (its Kamiya key was rejected). "
+        "Please tell the bot's owner.",
         "out_of_credit": "The bot's Kamiya credit is used up. Please tell the bot's owner.",
         "no_permission": "The bot's Kamiya key may not use this model.",
         "rate_limited": "Kamiya is busy right now. Please try again in a moment.",
@@ -34,7 +35,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "internal": "Something went wrong on the bot's side. Please try again.",
     },
     "zh": {
-        "bad_key": "机器人的 Kamiya API 密钥被拒绝，请联系机器人管理员。",
+        "bad_key": "机器人配置有误（Kamiya 密钥被拒绝），请联系机器人管理员。",
         "out_of_credit": "机器人的 Kamiya 额度已用完，请联系机器人管理员。",
         "no_permission": "机器人的 Kamiya 密钥无权使用此模型。",
         "rate_limited": "Kamiya 当前繁忙，请稍后再试。",

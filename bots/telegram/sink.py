@@ -1,0 +1,128 @@
+"""``ReplySink`` for Telegram: typing and a "Thinking…" draft until text shows, then the pacer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+
+from bots.telegram.api import call
+from bots.telegram.texts import say
+from core import failure_text, text
+from core.throttle import LiveRenderer, RetryLater
+
+if TYPE_CHECKING:
+    from telegram import Bot
+
+    from bots.telegram.surface import Target, TelegramSurface
+    from core import Failure, Reply
+    from core.throttle import ChatGate
+
+__all__ = ["TelegramReply", "close_fences"]
+
+log = logging.getLogger(__name__)
+
+TYPING_EVERY_S = 4.5  # a chat action shows for 5 s
+DRAFT_EVERY_S = 20.0  # a draft lapses after 30 s
+
+
+def close_fences(markdown: str) -> str:
+    """Close a code fence left open, so text appended after it is not swallowed by the block."""
+    fences = sum(1 for line in markdown.splitlines() if line.lstrip().startswith("```"))
+    return markdown + "\n```" if fences % 2 else markdown
+
+
+class TelegramReply:
+    """Shows one reply in one chat. Created per message; core drives it."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        target: Target,
+        surface: TelegramSurface,
+        gate: ChatGate,
+        *,
+        language_code: str | None,
+    ) -> None:
+        self._bot = bot
+        self._target = target
+        self._surface = surface
+        self._renderer = LiveRenderer(surface, gate)
+        self._lang = language_code
+        self._activity: asyncio.Task[None] | None = None
+
+    async def queued(self, ahead: int) -> None:
+        return None  # the chat is already watching the reply ahead of this one
+
+    async def started(self) -> None:
+        self._activity = asyncio.create_task(self._show_activity(), name="telegram-activity")
+
+    async def progress(self, text: str) -> None:
+        self._renderer.update(text)
+
+    async def finished(self, reply: Reply) -> None:
+        await self._end(reply.text)
+        if reply.context_expired:
+            await self._notice(say("expired", self._lang))
+
+    async def failed(self, failure: Failure) -> None:
+        line = f"⚠️ {failure_text(failure, self._lang)}"
+        if failure.partial:
+            mark = text("cut_off_mark", self._lang)
+            body = f"{close_fences(failure.partial)} {mark}\n\n{line}"
+        else:
+            body = line
+        await self._end(body)
+
+    async def aclose(self) -> None:
+        """Shutdown: stop the activity and the renderer without sending anything more."""
+        await self._stop_activity()
+        await self._renderer.aclose()
+
+    async def _end(self, final: str) -> None:
+        try:
+            await self._renderer.finish(final)
+        finally:
+            await self._stop_activity()
+
+    async def _notice(self, line: str) -> None:
+        target = self._target
+        with contextlib.suppress(TelegramError, RetryLater):
+            await call(
+                lambda: self._bot.send_message(
+                    target.chat_id, line, message_thread_id=target.thread_id
+                )
+            )
+
+    async def _show_activity(self) -> None:
+        """Typing (and an empty draft) from acceptance until the first text is visible."""
+        loop = asyncio.get_running_loop()
+        next_draft = loop.time()
+        while not self._surface.visible.is_set():
+            if self._surface.drafting and loop.time() >= next_draft:
+                await self._surface.placeholder()
+                next_draft = loop.time() + DRAFT_EVERY_S
+            try:
+                await call(
+                    lambda: self._bot.send_chat_action(
+                        self._target.chat_id,
+                        ChatAction.TYPING,
+                        message_thread_id=self._target.thread_id,
+                    )
+                )
+            except (TelegramError, RetryLater) as exc:
+                log.debug("chat action failed: %r", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TYPING_EVERY_S):
+                    await self._surface.visible.wait()
+
+    async def _stop_activity(self) -> None:
+        if self._activity is not None:
+            self._activity.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._activity
+            self._activity = None

@@ -1,0 +1,212 @@
+"""Private chats end to end: drafts, edits, ids, reset, restart, order, faults, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bots.telegram.format import split
+from core.fake_kamiya import Script
+
+if TYPE_CHECKING:
+    from tests.bots.telegram.conftest import Bot
+    from tests.fakes.telegram import FakeTelegram
+
+
+def rendered(markdown: str) -> list[str]:
+    return [chunk.text for chunk in split(markdown)]
+
+
+async def reply_shown(tg: FakeTelegram, chat_id: int, n: int = 1) -> list[str]:
+    await tg.wait_for(lambda f: len(f.visible(chat_id)) >= n)
+    return tg.visible_texts(chat_id)
+
+
+async def test_dm_round_trip_streams_a_draft_then_commits_full_content(tg, fake, bot):
+    reply = "Hello **there**! Here is `code` and a [link](https://example.org)."
+    fake.enqueue(Script(reply=reply, chunk_chars=3, delay_s=0.02, full_content=reply + " Done."))
+    alice = tg.user(1001)
+    tg.private_message(alice, "hi")
+    texts = await reply_shown(tg, 1001)
+    assert texts == rendered(reply + " Done.")
+    assert tg.drafts(1001)  # it streamed as a draft first
+    assert tg.calls_of("sendChatAction")
+    assert len(tg.calls_of("sendMessage")) == 1
+    assert not tg.calls_of("editMessageText")
+    assert fake.requests[0].json == {"content": "hi"}
+
+
+async def test_conversation_id_is_reused_and_reset_starts_fresh(tg, fake, bot):
+    alice = tg.user(1002)
+    tg.private_message(alice, "one")
+    await reply_shown(tg, 1002, 1)
+    tg.private_message(alice, "two")
+    await reply_shown(tg, 1002, 2)
+    first_id = fake.requests[0].response_conversation_id
+    assert fake.requests[1].json["conversationId"] == first_id
+    tg.private_message(alice, "/reset")
+    await tg.wait_for(lambda f: any("new conversation" in t for t in f.visible_texts(1002)))
+    tg.private_message(alice, "three")
+    await reply_shown(tg, 1002, 4)
+    assert "conversationId" not in fake.requests[2].json
+
+
+async def test_restart_keeps_the_conversation(tg, fake, make_bot):
+    alice = tg.user(1003)
+    async with make_bot():
+        tg.private_message(alice, "remember")
+        await reply_shown(tg, 1003, 1)
+    async with make_bot():
+        tg.private_message(alice, "still?")
+        await reply_shown(tg, 1003, 2)
+    assert fake.requests[1].json["conversationId"] == fake.requests[0].response_conversation_id
+
+
+async def test_two_users_in_parallel(tg, fake, bot):
+    gate = asyncio.Event()
+    fake.enqueue(Script(reply="for one", gate=gate), Script(reply="for two", gate=gate))
+    tg.private_message(tg.user(2001), "a")
+    tg.private_message(tg.user(2002), "b")
+    await fake.wait_for_requests(2)
+    assert fake.in_flight == 2
+    gate.set()
+    await reply_shown(tg, 2001)
+    await reply_shown(tg, 2002)
+
+
+async def test_three_rapid_messages_are_answered_in_order(tg, fake, bot):
+    alice = tg.user(1004)
+    fake.enqueue(*(Script(reply=f"answer {i}", delay_s=0.01) for i in range(3)))
+    for i in range(3):
+        tg.private_message(alice, f"question {i}")
+    texts = await reply_shown(tg, 1004, 3)
+    assert texts == ["answer 0", "answer 1", "answer 2"]
+    assert [r.json["content"] for r in fake.requests] == [f"question {i}" for i in range(3)]
+    assert fake.overlaps == []
+
+
+async def test_long_reply_is_split_and_reads_as_full_content(tg, fake, bot):
+    paragraph = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 6
+    reply = "\n\n".join(f"{i}. {paragraph}" for i in range(27))  # about 9,000 characters
+    reply += "\n\n```python\n" + "print('x')\n" * 60 + "```\n"
+    assert len(reply) > 9000
+    fake.enqueue(Script(reply=reply, chunk_chars=200))
+    tg.private_message(tg.user(1005), "long please")
+    expected = rendered(reply)
+    texts = await reply_shown(tg, 1005, len(expected))
+    assert texts == expected
+    assert all(len(t.encode("utf-16-le")) // 2 <= 4096 for t in texts)
+    assert tg.count_429 == 0
+
+
+@pytest.mark.parametrize("tg_drafts", [False])
+async def test_refused_drafts_fall_back_to_edits_without_losing_text(tg, fake, bot):
+    reply = "word " * 60
+    fake.enqueue(Script(reply=reply, chunk_chars=5, delay_s=0.02))
+    tg.private_message(tg.user(1006), "hi")
+    await reply_shown(tg, 1006)
+    await tg.wait_for(lambda f: f.visible_texts(1006) == rendered(reply))
+    assert tg.calls_of("sendMessageDraft")  # it tried
+    tg.private_message(tg.user(1006), "again")
+    await reply_shown(tg, 1006, 2)
+    drafts_after = [
+        c for c in tg.calls_of("sendMessageDraft") if c.at > tg.calls_of("sendMessage")[0].at
+    ]
+    assert drafts_after == []  # the chat is remembered as draft-less
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        (Script(status=401), "not set up correctly"),
+        (Script(status=402), "credit"),
+        (Script(status=429, headers={"Retry-After": "30"}), "30 s"),
+        (Script(status=503), "not answering"),
+        (
+            Script(reply="partial answer that", chunk_chars=4, delay_s=0.01, drop_after=3),
+            "cut off",
+        ),
+    ],
+)
+async def test_kamiya_faults_become_one_clear_line(tg, fake, bot, script, expected):
+    fake.enqueue(Script(reply="ok"), script)
+    alice = tg.user(1007)
+    tg.private_message(alice, "first")
+    await reply_shown(tg, 1007, 1)
+    stored = await bot.store.current("telegram:1007")
+    tg.private_message(alice, "second")
+    texts = await reply_shown(tg, 1007, 2)
+    assert expected in texts[-1]
+    assert "Traceback" not in texts[-1]
+    assert await bot.store.current("telegram:1007") == stored
+
+
+async def test_expired_conversation_restarts_and_says_so(tg, fake, bot):
+    alice = tg.user(1008)
+    tg.private_message(alice, "first")
+    await reply_shown(tg, 1008, 1)
+    fake.forget(fake.requests[0].response_conversation_id or "")
+    tg.private_message(alice, "after two days")
+    texts = await reply_shown(tg, 1008, 3)
+    assert "expired" in texts[-1]
+
+
+async def test_bad_input_gets_one_line_or_silence(tg, fake, bot):
+    alice = tg.user(1009)
+    tg.media_message(1009, alice, kind="sticker")
+    tg.media_message(1009, alice, kind="voice")
+    tg.private_message(alice, "   ")
+    original = tg.private_message(alice, "hello")
+    await reply_shown(tg, 1009, 3)
+    tg.edited_message(original, "hello, edited")
+    tg.media_message(1009, alice, kind="photo", caption="what is this?")
+    texts = await reply_shown(tg, 1009, 4)
+    assert texts[0].startswith("I can only read text") and texts[1].startswith("I can only")
+    assert [r.json["content"] for r in fake.requests] == ["hello", "what is this?"]
+    assert len(texts) == 4
+
+
+@pytest.mark.parametrize("settings_toml", ["allowed_user_ids = [77]"])
+async def test_users_outside_the_allow_list_get_one_polite_refusal(tg, fake, bot):
+    stranger = tg.user(1010)
+    tg.private_message(stranger, "let me in")
+    tg.private_message(stranger, "please")
+    await reply_shown(tg, 1010, 1)
+    tg.private_message(tg.user(77), "hi")
+    await reply_shown(tg, 77, 1)
+    assert tg.visible_texts(1010) == ["Sorry, this bot is private and not open to you."]
+    assert [r.json["content"] for r in fake.requests] == ["hi"]
+
+
+async def test_start_and_help_follow_the_users_language(tg, fake, bot):
+    tg.private_message(tg.user(1011, language_code="zh-hans"), "/start")
+    tg.private_message(tg.user(1012, language_code="en"), "/help")
+    zh = await reply_shown(tg, 1011)
+    en = await reply_shown(tg, 1012)
+    assert "你好" in zh[0]
+    assert "/reset" in en[0]
+    assert fake.requests == []
+
+
+async def test_command_menu_is_registered_in_english_and_chinese(tg, bot):
+    calls = tg.calls_of("setMyCommands")
+    languages = {c.params.get("language_code") for c in calls}
+    assert languages == {None, "zh"}
+    names = [c["command"] for c in calls[0].params["commands"]]
+    assert names == ["start", "help", "reset", "new"]
+
+
+async def test_long_paste_cut_by_telegram_is_one_request(tg, fake, bot):
+    alice = tg.user(1013)
+    part1 = ("a" * 99 + " ") * 40  # 4000 characters
+    part2 = ("b" * 99 + " ") * 40
+    tg.private_message(alice, part1.strip())
+    tg.private_message(alice, part2.strip())
+    tg.private_message(alice, "end of paste")
+    await reply_shown(tg, 1013, 1)
+    assert len(fake.requests) == 1
+    assert fake.requests[0].json["content"] == "\n".join(
+        [part1.strip(), part2.strip(), "end of paste"]
+    )
