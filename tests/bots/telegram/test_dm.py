@@ -210,3 +210,22 @@ async def test_long_paste_cut_by_telegram_is_one_request(tg, fake, bot):
     assert fake.requests[0].json["content"] == "\n".join(
         [part1.strip(), part2.strip(), "end of paste"]
     )
+
+
+async def test_silent_kamiya_keeps_typing_and_the_thinking_draft_alive(
+    tg, fake, bot, monkeypatch
+):
+    monkeypatch.setattr("bots.telegram.sink.TYPING_EVERY_S", 0.2)
+    monkeypatch.setattr("bots.telegram.sink.DRAFT_EVERY_S", 0.3)
+    gate = asyncio.Event()
+    fake.enqueue(Script(reply="finally", gate=gate))
+    tg.private_message(tg.user(1014), "think hard")
+    await tg.wait_for(lambda f: len(f.calls_of("sendMessageDraft")) >= 3)
+    await tg.wait_for(lambda f: len(f.calls_of("sendChatAction")) >= 3)
+    assert all(not c.params.get("text") for c in tg.calls_of("sendMessageDraft"))
+    gate.set()
+    await reply_shown(tg, 1014)
+    settled = len(tg.calls_of("sendChatAction"))
+    tg.private_message(tg.user(1014), "/help")  # any later call: typing has stopped
+    await reply_shown(tg, 1014, 2)
+    assert len(tg.calls_of("sendChatAction")) == settled
