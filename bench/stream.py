@@ -4,7 +4,7 @@ Measures, per reply, on loopback:
 - first visible text: from the first Kamiya token (the moment the held stream is released) to
   the first draft (draft mode) or first message (edit mode) Telegram receives;
 - budget use: visible updates while tokens arrive faster than the limits allow, against what the
-  pacer's limits allow in that time (burst + rate × seconds);
+  pacer's limits allow in that time (burst + rate * seconds);
 - Bot API calls and 429s per reply, with the fake enforcing Telegram's documented limits.
 
 Prints a table of medians over repeats and ends with one ``key=value`` line.
@@ -64,9 +64,11 @@ async def one_reply(
         ]
 
     await tg.wait_for(
-        lambda f: any(c.method == "sendMessage" and c.ok for c in f.calls[before:])
-        and len(f.visible_texts(chat)) >= 1
-        and f.visible_texts(chat)[-1].strip() == reply.strip(),
+        lambda f: (
+            any(c.method == "sendMessage" and c.ok for c in f.calls[before:])
+            and len(f.visible_texts(chat)) >= 1
+            and f.visible_texts(chat)[-1].strip() == reply.strip()
+        ),
         timeout=seconds * 3 + 10,
     )
     finished = kamiya.requests[-1].finished or loop.time()
@@ -121,8 +123,10 @@ async def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     results = {mode: await bench(mode, args.repeats, args.seconds) for mode in ("draft", "edit")}
-    print(f"{'mode':<6} {'first_visible_ms':>16} {'updates':>8} {'allowed':>8} {'budget%':>8} "
-          f"{'calls':>6} {'429s':>5}   (medians of {args.repeats} replies, {args.seconds:g} s each)")
+    print(
+        f"{'mode':<6} {'first_visible_ms':>16} {'updates':>8} {'allowed':>8} {'budget%':>8} "
+        f"{'calls':>6} {'429s':>5}   (medians of {args.repeats} replies, {args.seconds:g} s)"
+    )
     for mode, runs in results.items():
         print(
             f"{mode:<6} {median([r.first_visible_ms for r in runs]):>16.1f} "
@@ -132,14 +136,13 @@ async def main() -> None:
         )
     every = [r for runs in results.values() for r in runs]
     figures = {
-        "first_visible_ms_draft": median([r.first_visible_ms for r in results["draft"]]),
-        "first_visible_ms_edit": median([r.first_visible_ms for r in results["edit"]]),
-        "budget_used_pct": median([100 * min(1.0, r.updates / r.allowed) for r in every]),
-        "steady_429": sum(r.limited for r in every),
-        "calls_per_reply": median([r.calls for r in every]),
+        "first_visible_ms_draft": f"{median([r.first_visible_ms for r in results['draft']]):.1f}",
+        "first_visible_ms_edit": f"{median([r.first_visible_ms for r in results['edit']]):.1f}",
+        "budget_used_pct": f"{median([100 * min(1.0, r.updates / r.allowed) for r in every]):.1f}",
+        "steady_429": str(sum(r.limited for r in every)),
+        "calls_per_reply": f"{median([r.calls for r in every]):.1f}",
     }
-    print(" ".join(f"{key}={value:.1f}" if isinstance(value, float) else f"{key}={value}"
-                   for key, value in figures.items()))
+    print(" ".join(f"{key}={value}" for key, value in figures.items()))
 
 
 if __name__ == "__main__":

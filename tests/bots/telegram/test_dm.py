@@ -11,7 +11,6 @@ from bots.telegram.format import split
 from core.fake_kamiya import Script
 
 if TYPE_CHECKING:
-    from tests.bots.telegram.conftest import Bot
     from tests.fakes.telegram import FakeTelegram
 
 
@@ -163,7 +162,8 @@ async def test_bad_input_gets_one_line_or_silence(tg, fake, bot):
     tg.edited_message(original, "hello, edited")
     tg.media_message(1009, alice, kind="photo", caption="what is this?")
     texts = await reply_shown(tg, 1009, 4)
-    assert texts[0].startswith("I can only read text") and texts[1].startswith("I can only")
+    assert texts[0].startswith("I can only read text")
+    assert texts[1].startswith("I can only read text")
     assert [r.json["content"] for r in fake.requests] == ["hello", "what is this?"]
     assert len(texts) == 4
 
@@ -212,9 +212,7 @@ async def test_long_paste_cut_by_telegram_is_one_request(tg, fake, bot):
     )
 
 
-async def test_silent_kamiya_keeps_typing_and_the_thinking_draft_alive(
-    tg, fake, bot, monkeypatch
-):
+async def test_silent_kamiya_keeps_typing_and_the_thinking_draft_alive(tg, fake, bot, monkeypatch):
     monkeypatch.setattr("bots.telegram.sink.TYPING_EVERY_S", 0.2)
     monkeypatch.setattr("bots.telegram.sink.DRAFT_EVERY_S", 0.3)
     gate = asyncio.Event()

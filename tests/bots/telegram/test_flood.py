@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,8 +19,8 @@ def rendered(markdown: str) -> list[str]:
     return [chunk.text for chunk in split(markdown)]
 
 
-async def final_shown(tg: FakeTelegram, chat: int, text: str, timeout: float = 30) -> None:
-    await tg.wait_for(lambda f: f.visible_texts(chat) == rendered(text), timeout=timeout)
+async def final_shown(tg: FakeTelegram, chat: int, text: str, within: float = 30) -> None:
+    await tg.wait_for(lambda f: f.visible_texts(chat) == rendered(text), timeout=within)
 
 
 @pytest.mark.parametrize("settings_toml", ['stream_mode = "edit"'])
@@ -66,14 +65,12 @@ async def test_forced_429_is_honoured_and_the_final_text_arrives(tg, fake, bot):
 
 @pytest.mark.parametrize("settings_toml", ['stream_mode = "edit"'])
 async def test_a_penalty_in_one_chat_does_not_slow_another(tg, fake, bot):
-    gate = asyncio.Event()
     fake.enqueue(Script(reply="slow " * 40, chunk_chars=5, delay_s=0.05), Script(reply="quick"))
     tg.fail_next("editMessageText", status=429, retry_after=5)
     tg.private_message(tg.user(4004), "penalised")
     await tg.wait_for(lambda f: f.count_429 == 1)
     tg.private_message(tg.user(4005), "other chat")
-    await final_shown(tg, 4005, "quick", timeout=3)
-    gate.set()
+    await final_shown(tg, 4005, "quick", within=3)
 
 
 @pytest.mark.parametrize("settings_toml", ['stream_mode = "edit"'])
