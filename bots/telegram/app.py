@@ -76,6 +76,11 @@ class TelegramFrontend:
         user: User = self.bot.bot  # known since initialize() called getMe
         return user
 
+    @property
+    def busy(self) -> int:
+        """Replies and answers still in progress (what shutdown drains; tests wait on it)."""
+        return len(self._tasks)
+
     async def start(self) -> None:
         settings = self._settings
         base = settings.base_url

@@ -1,0 +1,1 @@
+"""Telegram frontend: python-telegram-bot application, handlers and reply sink."""
