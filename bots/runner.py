@@ -49,9 +49,10 @@ class NoFrontend(Exception):
 
 def available_frontends() -> dict[str, FrontendFactory]:
     """Frontends this build ships, by config section."""
-    from bots.telegram.app import TelegramFrontend  # noqa: PLC0415 - heavy, only when serving
+    from bots.discord.app import DiscordFrontend  # noqa: PLC0415 - heavy, only when serving
+    from bots.telegram.app import TelegramFrontend  # noqa: PLC0415
 
-    return {"telegram": TelegramFrontend}
+    return {"telegram": TelegramFrontend, "discord": DiscordFrontend}
 
 
 def configured(config: Config) -> list[str]:

@@ -34,7 +34,7 @@ from core.errors import (
 from core.events import Event, Final, TextDelta
 from core.frontend import ChatKey, Failure, Reply, ReplySink
 from core.lanes import Lanes, QueueFull
-from core.texts import failure_text, language, text
+from core.texts import failure_markdown, failure_text, language, text
 
 __all__ = [
     "BadKey",
@@ -69,6 +69,7 @@ __all__ = [
     "UpstreamFailure",
     "build_http_client",
     "can_block",
+    "failure_markdown",
     "failure_text",
     "language",
     "load_config",

@@ -97,6 +97,11 @@ class TelegramSettings(_Section):
 class DiscordSettings(_Section):
     token: Secret = SecretStr("")
     guild_ids: tuple[Int, ...] = ()
+    reply_to_mentions: Bool = False
+    edits_per_window: Count = 5
+    edit_window_s: Annotated[float, Strict(), Field(gt=0, le=600)] = 5.0
+    min_edit_interval_s: Annotated[float, Strict(), Field(gt=0, le=60)] = 1.0
+    interaction_budget_s: Annotated[float, Strict(), Field(gt=0, le=900)] = 840.0
 
 
 class LogSettings(_Section):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from core.frontend import Failure
 
-__all__ = ["failure_text", "language", "text"]
+__all__ = ["failure_markdown", "failure_text", "language", "text"]
 
 _TEXTS: dict[str, dict[str, str]] = {
     "en": {
@@ -72,3 +72,17 @@ def failure_text(failure: Failure, lang: str | None = None) -> str:
     if failure.kind in _TEXTS["en"]:
         return text(failure.kind, lang)
     return text("internal", lang)
+
+
+def failure_markdown(failure: Failure, lang: str | None = None) -> str:
+    """What stays shown after a failed turn: the partial reply, marked cut off, and the line."""
+    line = f"⚠️ {failure_text(failure, lang)}"
+    if not failure.partial:
+        return line
+    return f"{_close_fences(failure.partial)} {text('cut_off_mark', lang)}\n\n{line}"
+
+
+def _close_fences(markdown: str) -> str:
+    """Close a code fence left open, so the line after it is not swallowed by the block."""
+    fences = sum(1 for line in markdown.splitlines() if line.lstrip().startswith("```"))
+    return markdown + "\n```" if fences % 2 else markdown

@@ -40,13 +40,15 @@ class PaceLimits:
     """A platform's limits for one chat, and for the whole bot.
 
     ``per_second`` with ``burst``: a token bucket per chat (short bursts, then a steady rate).
-    ``per_minute``: a rolling one-minute cap per chat (Telegram groups). ``global_per_second``:
-    a rolling one-second cap shared by every chat of the bot.
+    ``window_calls`` per ``window_s``: a rolling cap per chat (Telegram groups: 20 a minute;
+    Discord: 5 edits per 5 s). ``global_per_second``: a rolling one-second cap shared by every
+    chat of the bot.
     """
 
     per_second: float = 1.0
     burst: int = 3
-    per_minute: int | None = None
+    window_calls: int | None = None
+    window_s: float = 60.0
     global_per_second: float | None = None
 
 
@@ -85,7 +87,9 @@ class ChatGate:
         self._clock = clock
         self._tokens = float(limits.burst)
         self._stamp = clock()
-        self._minute = _Window(limits.per_minute, 60.0) if limits.per_minute else None
+        self._window = (
+            _Window(limits.window_calls, limits.window_s) if limits.window_calls else None
+        )
         self._shared = shared
         self._penalty_until = 0.0
 
@@ -94,8 +98,8 @@ class ChatGate:
         now = self._clock()
         self._refill(now)
         waits = [self._penalty_until - now, (1.0 - self._tokens) / self._limits.per_second]
-        if self._minute is not None:
-            waits.append(self._minute.delay(now))
+        if self._window is not None:
+            waits.append(self._window.delay(now))
         if self._shared is not None:
             waits.append(self._shared.delay(now))
         return max(0.0, *waits)
@@ -106,8 +110,8 @@ class ChatGate:
         self._refill(now)
         self._tokens -= calls
         for _ in range(calls):
-            if self._minute is not None:
-                self._minute.record(now)
+            if self._window is not None:
+                self._window.record(now)
             if self._shared is not None:
                 self._shared.record(now)
 

@@ -55,13 +55,16 @@ class TelegramFrontend:
         self._pending: dict[Hashable, Message] = {}
         settings = self._settings
         self._private = PaceLimits(
-            settings.per_chat_per_s, settings.per_chat_burst, None, settings.global_per_s
+            per_second=settings.per_chat_per_s,
+            burst=settings.per_chat_burst,
+            global_per_second=settings.global_per_s,
         )
         self._group = PaceLimits(
-            settings.per_chat_per_s,
-            settings.per_chat_burst,
-            settings.group_per_min,
-            settings.global_per_s,
+            per_second=settings.per_chat_per_s,
+            burst=settings.per_chat_burst,
+            window_calls=settings.group_per_min,
+            window_s=60.0,
+            global_per_second=settings.global_per_s,
         )
 
     @property

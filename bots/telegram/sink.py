@@ -12,7 +12,7 @@ from telegram.error import TelegramError
 
 from bots.telegram.api import call
 from bots.telegram.texts import say
-from core import failure_text, text
+from core import failure_markdown
 from core.throttle import LiveRenderer, RetryLater
 
 if TYPE_CHECKING:
@@ -22,18 +22,12 @@ if TYPE_CHECKING:
     from core import Failure, Reply
     from core.throttle import ChatGate
 
-__all__ = ["TelegramReply", "close_fences"]
+__all__ = ["TelegramReply"]
 
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_S = 4.5  # a chat action shows for 5 s
 DRAFT_EVERY_S = 20.0  # a draft lapses after 30 s
-
-
-def close_fences(markdown: str) -> str:
-    """Close a code fence left open, so text appended after it is not swallowed by the block."""
-    fences = sum(1 for line in markdown.splitlines() if line.lstrip().startswith("```"))
-    return markdown + "\n```" if fences % 2 else markdown
 
 
 class TelegramReply:
@@ -70,13 +64,7 @@ class TelegramReply:
             await self._notice(say("expired", self._lang))
 
     async def failed(self, failure: Failure) -> None:
-        line = f"⚠️ {failure_text(failure, self._lang)}"
-        if failure.partial:
-            mark = text("cut_off_mark", self._lang)
-            body = f"{close_fences(failure.partial)} {mark}\n\n{line}"
-        else:
-            body = line
-        await self._end(body)
+        await self._end(failure_markdown(failure, self._lang))
 
     async def aclose(self) -> None:
         """Shutdown: stop the activity and the renderer without sending anything more."""

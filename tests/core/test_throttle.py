@@ -119,7 +119,7 @@ async def test_penalty_in_one_chat_does_not_slow_another():
 
 
 async def test_group_minute_cap_holds():
-    g = gate(PaceLimits(per_second=10.0, burst=10, per_minute=20))
+    g = gate(PaceLimits(per_second=10.0, burst=10, window_calls=20, window_s=60.0))
     loop = asyncio.get_running_loop()
     start = loop.time()
     sent = 0

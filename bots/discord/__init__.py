@@ -1,0 +1,1 @@
+"""The Discord frontend: slash commands and mentions, replies streamed by editing messages."""

@@ -1,0 +1,327 @@
+"""LLM Markdown → Discord messages of at most 2000 characters, cut where a reader would cut.
+
+Discord renders Markdown itself, so unlike ``bots.telegram.format`` nothing is converted: this
+module works on the raw text, and only decides where a long reply continues in a new message.
+
+* **Where to cut.** At a blank line, else a line break, else a space, else after CJK sentence
+  punctuation (``。``, ``，``…; Chinese has no spaces), and only as a last resort inside a word,
+  never inside a surrogate pair, before a combining mark or joiner, or inside a flag. A cut that
+  leaves the message at least half full beats any that does not, then the rank above decides,
+  then the later cut. Among nearby space cuts, one outside ``**bold**``, `` `code` ``, ``~~``,
+  ``||`` and link text wins over one inside them (best effort, looking at the line only).
+* **Code fences** (CommonMark's: up to 3 spaces, then 3+ backticks or tildes and an info string,
+  which for backticks holds no backtick; closed by a line of the same character, at least as
+  many, and nothing else but whitespace). A fence open at a cut is closed at the end of the
+  message (``"\\n```"``, the opening run) and reopened with the same opening line at the start of
+  the next (``"```python\\n"``), so every message renders on its own. Inside code, line breaks
+  (and blank lines) are the cuts to take, and a cut that would leave an empty block (right after
+  the opening line, or right before the closing one) ranks just above a cut inside a word.
+  ``fence_at`` and ``tidy_partial`` see fences exactly as ``split`` does: the state at any
+  position is the state of the text up to there, read as a whole document.
+
+**Whitespace contract.** The reply's leading and trailing whitespace is not sent (Discord trims
+message content anyway), so a blank reply gives ``[]``. A cut sits either inside a word and drops
+nothing, or on a run of whitespace (``str.isspace``, as long as it goes) and drops that run, except
+that after a line break it keeps the next line's indentation, which code needs. So a paragraph or
+line cut drops the line break(s), blank lines and trailing blanks before them; a space cut drops
+the space (one, in prose). Indentation too long to leave room for a visible character in the next
+message is dropped as well. Every message therefore holds a visible character, and the reply is
+``lead + m[0] + gap[0] + m[1] + … + trail`` once the fence lines added at cuts are removed.
+
+**Limits.** ``limit`` and ``first_limit`` count code points (Discord counts as Python's ``len``)
+including added fence lines, and must be at least ``MIN_LIMIT``. A fence is carried across a cut
+only if its opening line, line breaks and closing run take at most half of the smaller limit;
+a longer one (a pathological opening line) is cut like plain text, so ``split`` never fails on
+content. At ``MIN_LIMIT`` a bare ```````` block is still carried; at 2000 any opening line up to
+~990 characters is.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from dataclasses import dataclass
+from itertools import islice
+from typing import Final
+
+__all__ = ["MAX_CHARS", "MIN_LIMIT", "fence_at", "split", "tidy_partial"]
+
+MAX_CHARS: Final = 2000
+"""Discord's message content limit, in code points."""
+
+MIN_LIMIT: Final = 16
+"""The smallest limit ``split`` takes: a bare fence's ``"```\\n"`` + ``"\\n```"`` in half of it."""
+
+# Cut ranks, best last.
+_WORD, _EDGE, _PUNCT, _SPACE, _LINE, _PARAGRAPH = range(6)
+
+# A bold phrase or link text rarely holds more words; past that, a fuller message wins.
+_INLINE_TRIES: Final = 16
+
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
+_BREAK = re.compile(r"\s+|(?<=[、。！，：；？])(?=\S)")
+_BLANKS = re.compile(r"\s+")
+_INLINE_PAIRS: Final = ("**", "__", "~~", "||")
+_ZWJ: Final = "\N{ZERO WIDTH JOINER}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """An open code fence: its opening line (trailing blanks removed) and its marker run."""
+
+    line: str
+    marker: str
+
+
+def _step(state: _Open | None, match: re.Match[str]) -> _Open | None:
+    """The fence state after one line that starts like a fence (``_FENCE_LINE``)."""
+    marker, rest = match[1], match[2]
+    if state is None:
+        if marker[0] == "`" and "`" in rest:
+            return None  # ```a`b``` is inline code, not a fence
+        return _Open(match[0].rstrip(), marker)
+    if marker[0] == state.marker[0] and len(marker) >= len(state.marker) and not rest.strip():
+        return None
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class _Fences:
+    """The fence-like lines of a text, to ask what is open at any position in O(log n)."""
+
+    text: str
+    starts: tuple[int, ...]  # line starts, ascending
+    ends: tuple[int, ...]  # line ends (the "\n" or the end of the text)
+    after: tuple[_Open | None, ...]  # the state after each line
+    opened: frozenset[int]  # where an opening line's text ends (before trailing blanks)
+    closing: frozenset[int]  # where a closing line starts
+    longest: int  # the longest run on any of them: a bound on a closing run added at a cut
+
+    @classmethod
+    def scan(cls, text: str) -> _Fences:
+        starts: list[int] = []
+        ends: list[int] = []
+        after: list[_Open | None] = []
+        opened: set[int] = set()
+        closing: set[int] = set()
+        markers: list[str] = []
+        state: _Open | None = None
+        for match in _FENCE_LINE.finditer(text):
+            markers.append(match[1])
+            new = _step(state, match)
+            if state is None and new is not None:
+                opened.add(match.start() + len(match[0].rstrip()))
+            elif state is not None and new is None:
+                closing.add(match.start())
+            starts.append(match.start())
+            ends.append(match.end())
+            after.append(new)
+            state = new
+        longest = max(map(len, markers), default=0)
+        return cls(
+            text,
+            tuple(starts),
+            tuple(ends),
+            tuple(after),
+            frozenset(opened),
+            frozenset(closing),
+            longest,
+        )
+
+    def at(self, pos: int) -> _Open | None:
+        """The fence open at ``pos``, as ``fence_at(text[:pos])`` sees it (a partial last line
+        counts as a line)."""
+        i = bisect.bisect_left(self.starts, pos) - 1
+        if i < 0:
+            return None
+        if pos > self.ends[i]:
+            return self.after[i]
+        before = self.after[i - 1] if i else None
+        match = _FENCE_LINE.match(self.text, self.starts[i], pos)
+        return before if match is None else _step(before, match)
+
+    def on_fence_line(self, pos: int) -> bool:
+        """Whether ``pos`` lies on a line that starts like a fence: cutting it would change what
+        the line is (``"```python"`` cut to ``"```"`` is another fence)."""
+        i = bisect.bisect_right(self.starts, pos) - 1
+        return i >= 0 and pos <= self.ends[i]
+
+
+def fence_at(markdown: str) -> str | None:
+    """The opening line of the code fence ``markdown`` ends inside, if any (``"```python"``).
+
+    A reply frozen mid-block continues in a new message that must reopen the block first.
+    The last line counts even without its line break: ``"```py"`` is an open fence.
+    """
+    state = _state(markdown)
+    return None if state is None else state.line
+
+
+def tidy_partial(markdown: str) -> str:
+    """A streaming reply with its open code fence, if any, closed, so it shows as code.
+
+    The fence's own run closes it (``"```"``, or ``"~~~~"`` for a ``~~~~`` block). A last line
+    that may be the closing line being typed (``"``"``) is completed instead of followed, and a
+    reply ending in a line break gets no blank line added. Nothing else needs fixing: Discord
+    renders half-typed ``**bold`` as the literal text it is.
+    """
+    state = _state(markdown)
+    if state is None:
+        return markdown
+    char, length = state.marker[0], len(state.marker)
+    last = markdown[markdown.rfind("\n") + 1 :]
+    typed = len(last.lstrip(" "))
+    if typed < length and len(last) - typed <= 3 and last.lstrip(" ") == char * typed:
+        return markdown + char * (length - typed)
+    return f"{markdown}\n{state.marker}"
+
+
+def split(markdown: str, *, limit: int = MAX_CHARS, first_limit: int | None = None) -> list[str]:
+    """The reply as Discord messages in order; ``[]`` if it is blank.
+
+    The first message holds at most ``first_limit`` characters (it carries a quoted header),
+    the others ``limit``. Raises ``ValueError`` if either is below ``MIN_LIMIT``.
+    """
+    first = limit if first_limit is None else first_limit
+    if min(limit, first) < MIN_LIMIT:
+        raise ValueError(f"limits must be at least {MIN_LIMIT}, got {limit} and {first}")
+    layout = _Layout(markdown, _Fences.scan(markdown), min(limit, first) // 2)
+    start = len(markdown) - len(markdown.lstrip())
+    stop = len(markdown.rstrip())
+    messages: list[str] = []
+    while start < stop:
+        head = layout.opener(start)
+        room = (limit if messages else first) - len(head)
+        if stop - start <= room:
+            messages.append(head + markdown[start:stop])
+            break
+        indent = _BLANKS.match(markdown, start)  # kept by the last cut
+        if indent is not None and indent.end() - start + 1 + len(layout.closer(start)) > room:
+            start = indent.end()
+        cut, resume = layout.cut(start, room)
+        messages.append(head + markdown[start:cut] + layout.closer(cut))
+        start = resume
+    return messages
+
+
+def _state(markdown: str) -> _Open | None:
+    state: _Open | None = None
+    for match in _FENCE_LINE.finditer(markdown):
+        state = _step(state, match)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """One reply being cut: its text, its fences, and the most a carried fence may cost."""
+
+    text: str
+    fences: _Fences
+    carry: int  # opening line + its line break + line break + closing run, at most
+
+    def carried(self, pos: int) -> _Open | None:
+        """The fence open at ``pos``, if a cut there closes and reopens it."""
+        state = self.fences.at(pos)
+        if state is None or len(state.line) + len(state.marker) + 2 > self.carry:
+            return None
+        return state
+
+    def opener(self, pos: int) -> str:
+        return "" if (state := self.carried(pos)) is None else f"{state.line}\n"
+
+    def closer(self, pos: int) -> str:
+        return "" if (state := self.carried(pos)) is None else f"\n{state.marker}"
+
+    def cut(self, start: int, room: int) -> tuple[int, int]:
+        """``(cut, resume)``: this message takes ``text[start:cut]``, the next one starts at
+        ``resume``. ``room`` already excludes this message's opening line; a closing run, if a
+        fence is open at the cut, must fit in it too.
+        """
+        text = self.text
+        visible = _BLANKS.match(text, start)
+        lo = start if visible is None else visible.end()  # the message must reach past it
+        end = start + room  # the latest cut that might fit
+        cuts: list[tuple[bool, int, int, int]] = []
+        for match in _BREAK.finditer(text, lo + 1, end + 1):
+            cut, resume, rank = self._rank(match, end)
+            if rank < 0:
+                continue
+            if cut >= end - self.fences.longest and cut - start + len(self.closer(cut)) > room:
+                continue
+            cuts.append((2 * (cut - start) >= room, rank, cut, resume))
+        if not cuts:
+            return self._word_cut(start, lo, room)
+        full, rank, cut, resume = max(cuts)
+        if rank in (_SPACE, _PUNCT):
+            nearby = (c for c in reversed(cuts) if c[0] == full and c[1] == rank)
+            for _, _, other, after in islice(nearby, _INLINE_TRIES):
+                if self.fences.at(other) is not None or not _inside_inline(text, other):
+                    return other, after
+        return cut, resume
+
+    def _rank(self, match: re.Match[str], end: int) -> tuple[int, int, int]:
+        """``(cut, resume, rank)`` for a ``_BREAK`` match; rank -1 if it is no cut at all."""
+        text, fences = self.text, self.fences
+        cut, resume = match.span()
+        if cut == resume:
+            rank = -1 if _joins(text, cut) else _PUNCT
+        else:
+            if resume == end + 1 and (more := _BLANKS.match(text, resume)):
+                resume = more.end()  # the run goes on past the window
+            newline = text.rfind("\n", cut, resume)
+            if newline < 0:
+                rank = _SPACE
+            else:
+                rank = _PARAGRAPH if text.count("\n", cut, newline) else _LINE
+                resume = newline + 1  # keep the next line's indentation
+                if cut in fences.opened or resume in fences.closing:
+                    rank = _EDGE
+        if rank in (_SPACE, _PUNCT) and fences.on_fence_line(cut):
+            rank = _EDGE
+        return cut, resume, rank
+
+    def _word_cut(self, start: int, lo: int, room: int) -> tuple[int, int]:
+        """The last resort: as much as fits, backed off to a grapheme boundary if one is near."""
+        cut = start + room
+        while cut > lo + 1 and cut - start + len(self.closer(cut)) > room:
+            cut -= 1
+        keep = cut
+        while keep > lo + 1 and _joins(self.text, keep):
+            keep -= 1
+        if not _joins(self.text, keep):
+            cut = keep  # else one cluster fills the message: cut it after all
+        return cut, cut
+
+
+def _joins(text: str, i: int) -> bool:
+    """Whether ``text[i]`` belongs to the grapheme of ``text[i - 1]`` (roughly: no UAX 29)."""
+    before, char = text[i - 1], text[i]
+    if "\ud800" <= before <= "\udbff" and "\udc00" <= char <= "\udfff":
+        return True  # a surrogate pair that slipped into a str
+    if _ZWJ in (before, char):
+        return True
+    if "\U0001f3fb" <= char <= "\U0001f3ff" or "\U000e0020" <= char <= "\U000e007f":
+        return True  # skin tone, flag tag
+    if _regional(char) and _regional(before):
+        pairs = 0  # flags are pairs of regional indicators: cut between pairs only
+        while i - pairs - 1 >= 0 and _regional(text[i - pairs - 1]):
+            pairs += 1
+        return pairs % 2 == 1
+    return unicodedata.category(char)[0] == "M"  # combining, enclosing, spacing marks
+
+
+def _regional(char: str) -> bool:
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
+def _inside_inline(text: str, cut: int) -> bool:
+    """Whether an inline construct opened earlier on the line is still open at ``cut``."""
+    line = text.rfind("\n", 0, cut) + 1
+    if text.count("`", line, cut) % 2:
+        return True
+    if any(text.count(pair, line, cut) % 2 for pair in _INLINE_PAIRS):
+        return True
+    link_text = text.rfind("[", line, cut) > text.rfind("]", line, cut)
+    link_url = text.rfind("](", line, cut) > text.rfind(")", line, cut)
+    return link_text or link_url

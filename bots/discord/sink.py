@@ -1,0 +1,56 @@
+"""``ReplySink`` for Discord: a queued notice, then the paced renderer, then the final text."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bots.discord.texts import say
+from core import failure_markdown
+from core.throttle import LiveRenderer
+
+if TYPE_CHECKING:
+    from bots.discord.surface import DiscordSurface
+    from core import Failure, Reply
+    from core.throttle import ChatGate
+
+__all__ = ["DiscordReply"]
+
+log = logging.getLogger(__name__)
+
+
+class DiscordReply:
+    """Shows one reply; created per prompt, driven by core."""
+
+    def __init__(self, surface: DiscordSurface, gate: ChatGate, *, locale: str | None) -> None:
+        self._surface = surface
+        self._renderer = LiveRenderer(surface, gate)
+        self._locale = locale
+        self.outcome: Reply | Failure | None = None
+
+    async def queued(self, ahead: int) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await self._surface.notice(say("queued", self._locale, ahead=ahead))
+
+    async def started(self) -> None:
+        return None  # the deferred response already shows "thinking…"
+
+    async def progress(self, text: str) -> None:
+        self._renderer.update(text)
+
+    async def finished(self, reply: Reply) -> None:
+        self.outcome = reply
+        text = reply.text
+        if reply.context_expired:
+            text = f"-# {say('expired', self._locale)}\n{text}"
+        await self._renderer.finish(text)
+
+    async def failed(self, failure: Failure) -> None:
+        self.outcome = failure
+        await self._renderer.finish(failure_markdown(failure, self._locale))
+
+    async def aclose(self) -> None:
+        await self._renderer.aclose()
