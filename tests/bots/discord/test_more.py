@@ -78,3 +78,20 @@ async def test_mentions_are_ignored_by_default(dc, fake, bot):
 async def test_guild_ids_sync_commands_to_the_guild_at_once(dc, bot):
     assert [s.guild_id for s in dc.syncs] == [GUILD_ID]
     assert sorted(dc.syncs[0].names) == ["chat", "help", "reset"]
+
+
+async def test_commands_are_localised_and_the_prompt_is_required(dc, bot):
+    chat = next(c for c in dc.syncs[-1].commands if c["name"] == "chat")
+    assert chat["description_localizations"]["zh-CN"] == "向 Kamiya 提问，回复实时显示"
+    prompt = chat["options"][0]
+    assert prompt["required"] is True
+    assert prompt["min_length"] == 1
+
+
+async def test_a_forced_429_on_an_edit_is_waited_out_and_the_reply_completes(dc, fake, bot):
+    fake.enqueue(Script(reply=REPLY[:300], chunk_chars=6, delay_s=0.01))
+    dc.fail_next("PATCH", "edit_original", status=429, retry_after=1.0)
+    ran = dc.slash("chat", {"prompt": "busy"})
+    await finished(bot, dc)
+    assert dc.count_429 == 1
+    assert ran.original == "> busy\n" + REPLY[:300].strip()
