@@ -15,6 +15,7 @@ import discord
 import telegram
 from telegram.error import InvalidToken, TelegramError
 
+from bots.discord.endpoints import use_endpoints
 from core import (
     BadKey,
     KamiyaClient,
@@ -121,6 +122,7 @@ async def _discord(config: Config) -> Probe:
     token = config.discord.token.get_secret_value()
     if not token:
         return Probe("discord", "skip", "no token configured")
+    use_endpoints(config.discord)
     client = discord.Client(intents=discord.Intents.none())
     try:
         await client.login(token)

@@ -97,6 +97,10 @@ class TelegramSettings(_Section):
 class DiscordSettings(_Section):
     token: Secret = SecretStr("")
     guild_ids: tuple[Int, ...] = ()
+    api_base_url: Url = "https://discord.com/api/v10"
+    gateway_url: Annotated[str, Strict(), Field(pattern=r"^wss?://\S+$")] = (
+        "wss://gateway.discord.gg/"
+    )
     reply_to_mentions: Bool = False
     edits_per_window: Count = 5
     edit_window_s: Annotated[float, Strict(), Field(gt=0, le=600)] = 5.0

@@ -18,6 +18,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 
+from bots.discord.endpoints import use_endpoints
 from bots.discord.sink import DiscordReply
 from bots.discord.surface import NO_MENTIONS, DiscordSurface
 from bots.discord.texts import Translator, say
@@ -74,6 +75,7 @@ class DiscordFrontend:
         return len(self._tasks)
 
     async def start(self) -> None:
+        use_endpoints(self._settings)
         client = _Client(
             self,
             message_content=self._settings.reply_to_mentions,
