@@ -13,6 +13,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from core.background import Background
 from core.errors import ConversationNotFound, KamiyaError
 from core.events import Final, TextDelta
 from core.frontend import ChatKey, Failure, Reply, ReplySink
@@ -55,7 +56,7 @@ class Conversations:
         self._titles = titles
         self._title_model = title_model
         self._clock = clock
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = Background("titles")
 
     async def __aenter__(self) -> Conversations:
         return self
@@ -108,13 +109,10 @@ class Conversations:
 
     async def wait_background(self) -> None:
         """Wait until every background title task has finished (tests, orderly shutdown)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.wait()
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.cancel()
 
     async def _turn(
         self, key: str, content: str, sink: ReplySink, user_id: str, language: str | None
@@ -156,8 +154,8 @@ class Conversations:
         reply = Reply(final.full_content, final.conversation_id, new, expired)
         await _quiet(sink.finished(reply))
         if new and self._titles:
-            self._spawn(
-                lambda: self._name(final.conversation_id, content, final.full_content, language)
+            self._background.spawn(
+                self._name(final.conversation_id, content, final.full_content, language)
             )
         return reply
 
@@ -188,20 +186,6 @@ class Conversations:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
-
-    def _spawn(self, job: Callable[[], Awaitable[None]]) -> None:
-        # ``job`` is a factory so a task cancelled before it starts leaves no unawaited coroutine.
-        async def run() -> None:
-            try:
-                await job()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task failed")
-
-        task = asyncio.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
 
 async def _quiet(call: Awaitable[None]) -> None:

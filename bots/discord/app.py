@@ -23,11 +23,10 @@ from bots.discord.sink import DiscordReply
 from bots.discord.surface import NO_MENTIONS, DiscordSurface
 from bots.discord.texts import Translator, say
 from core import ChatKey
+from core.background import Background
 from core.throttle import Gates, PaceLimits
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
-
     from core import Config, Conversations, DiscordSettings
 
 __all__ = ["MAX_PROMPT", "DiscordFrontend"]
@@ -53,7 +52,7 @@ class DiscordFrontend:
         self._guild_ready_timeout = guild_ready_timeout
         self._client: _Client | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background("discord")
         self._gates = Gates()
         settings = self._settings
         self._limits = PaceLimits(
@@ -95,11 +94,7 @@ class DiscordFrontend:
         log.info("discord: serving as %s", client.user)
 
     async def stop(self) -> None:
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=DRAIN_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(DRAIN_S)
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -193,21 +188,7 @@ class DiscordFrontend:
             finally:
                 await sink.aclose()
 
-        self._spawn(run())
-
-    def _spawn(self, job: Coroutine[object, object, None]) -> None:
-        async def run() -> None:
-            try:
-                await job
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("discord: a reply failed")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda t: job.close() if t.cancelled() else None)
+        self._tasks.spawn(run())
 
 
 class _Client(discord.Client):

@@ -59,9 +59,9 @@ _WORD, _EDGE, _PUNCT, _SPACE, _LINE, _PARAGRAPH = range(6)
 _INLINE_TRIES: Final = 16
 
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
-# Over the reversed text: a whitespace run, or the point after CJK punctuation.
-_BREAK_BACK = re.compile(r"\s+|(?<=\S)(?=[、。！，：；？])")
+_STOPS = re.compile(r"[、。！，：；？]")  # CJK marks to cut after: Chinese has no spaces
 _BLANKS = re.compile(r"\s+")
+_BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")  # a line break, then blank lines
 _INLINE_PAIRS: Final = ("**", "__", "~~", "||")
 _ZWJ: Final = "\N{ZERO WIDTH JOINER}"
 
@@ -261,57 +261,110 @@ class _Layout:
         )
 
     def _line_cut(self, first: int, last: int, start: int, room: int) -> tuple[int, int] | None:
-        """The latest paragraph cut in ``[first, last]`` that fits, else the latest line cut."""
+        """The latest paragraph cut in ``[first, last]`` that fits, else the latest line cut.
+
+        Blank lines come from a regex, line breaks from ``rfind`` back from the end, and both
+        stop at the first that fits: a window of short lines costs a few steps, not one a line.
+        """
         text = self.text
         tail = _BLANKS.match(text, last)  # a run at ``last`` may reach a line break beyond it
-        newline = text.rfind("\n", first, last + 1 if tail is None else tail.end())
-        line = None
+        stop = last + 1 if tail is None else tail.end()
+        blanks = [match.start() for match in _BLANK_LINES.finditer(text, first, stop)]
+        for newline in reversed(blanks):
+            found = self._at_newline(newline, first, last, start, room)
+            if found is None:
+                break
+            if found[0] == _PARAGRAPH:
+                return found[1:]
+        newline = text.rfind("\n", first, stop)
         while newline >= 0:
-            cut = newline
-            while cut > first and text[cut - 1].isspace():
-                cut -= 1
-            if text[cut - 1].isspace():
-                break  # the run starts before ``first``: so do all the others
-            run = _BLANKS.match(text, newline)
-            rank, resume = self._classify(cut, newline + 1 if run is None else run.end(), last)
-            if rank in (_PARAGRAPH, _LINE) and self._fits(cut, start, room):
-                if rank == _PARAGRAPH:
-                    return cut, resume
-                line = line or (cut, resume)
-            newline = text.rfind("\n", first, cut)
-        return line
+            found = self._at_newline(newline, first, last, start, room)
+            if found is None:
+                break
+            if found[0] == _LINE:
+                return found[1:]
+            newline = text.rfind("\n", first, found[1])
+        return None
+
+    def _at_newline(
+        self, newline: int, first: int, last: int, start: int, room: int
+    ) -> tuple[int, int, int] | None:
+        """``(rank, cut, resume)`` for the run holding ``text[newline]``, rank -1 if it does not
+        fit; ``None`` if the run starts before ``first`` (and so does every earlier one)."""
+        text = self.text
+        cut = newline
+        while cut > first and text[cut - 1].isspace():
+            cut -= 1
+        if text[cut - 1].isspace():
+            return None
+        run = _BLANKS.match(text, newline)
+        rank, resume = self._classify(cut, newline + 1 if run is None else run.end(), last)
+        return (rank if self._fits(cut, start, room) else -1), cut, resume
 
     def _other_cut(self, first: int, last: int, start: int, room: int) -> tuple[int, int] | None:
         """With no line break to cut at in ``[first, last]``: the latest space cut, preferring
         one outside inline constructs among the next few; else punctuation, else an edge."""
+        space, edge = self._space_cut(first, last, start, room)
+        if space is not None:
+            return space
+        punct, other_edge = self._punct_cut(first, last, start, room)
+        edges = [cut for cut in (edge, other_edge) if cut is not None]
+        return punct or max(edges, default=None)
+
+    def _reversed(self, first: int, last: int) -> tuple[str, int, int]:
+        """``(string, pos, endpos)`` to search ``[first, last]`` from its end: the regexes run
+        over the reversed text, so the search can stop at the first cut that will do. One more
+        character lets a run that starts before ``first`` show as such."""
+        size = len(self.text)
+        return self.backwards, size - last - 1, size - first + 1
+
+    def _space_cut(
+        self, first: int, last: int, start: int, room: int
+    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """The space cut to take, if any, and the latest edge cut seen on the way."""
         size = len(self.text)
         space, spaces, edge = None, 0, None
-        punct: list[tuple[int, int]] = []
-        for match in _BREAK_BACK.finditer(self.backwards, size - last - 1):
+        for match in _BLANKS.finditer(*self._reversed(first, last)):
             cut, resume = size - match.end(), size - match.start()
             if cut < first:
                 break
-            if cut > last:
-                continue
             rank, resume = self._classify(cut, resume, last)
             if rank < 0 or not self._fits(cut, start, room):
                 continue
             if rank == _SPACE:
                 if self._outside_inline(cut):
-                    return cut, resume
+                    return (cut, resume), edge
                 space, spaces = space or (cut, resume), spaces + 1
                 if spaces == _INLINE_TRIES:
                     break
-            elif rank == _PUNCT and len(punct) < _INLINE_TRIES:
-                punct.append((cut, resume))
             elif rank == _EDGE:
                 edge = edge or (cut, resume)
-        if space is not None:
-            return space
-        for cut, resume in punct:
+        return space, edge
+
+    def _punct_cut(
+        self, first: int, last: int, start: int, room: int
+    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """The cut after CJK punctuation to take, if any, and the latest edge cut seen."""
+        text, size = self.text, len(self.text)
+        marks: list[tuple[int, int]] = []
+        edge = None
+        for match in _STOPS.finditer(*self._reversed(first, last)):
+            cut = size - match.start()  # after the mark
+            if cut > last or cut == size or text[cut].isspace():
+                continue  # past the window, or a space cut (not taken) is right there
+            rank, _ = self._classify(cut, cut, last)
+            if rank < 0 or not self._fits(cut, start, room):
+                continue
+            if rank == _PUNCT:
+                marks.append((cut, cut))
+                if len(marks) == _INLINE_TRIES:
+                    break
+            elif rank == _EDGE:
+                edge = edge or (cut, cut)
+        for cut, resume in marks:
             if self._outside_inline(cut):
-                return cut, resume
-        return punct[0] if punct else edge
+                return (cut, resume), edge
+        return (marks[0] if marks else None), edge
 
     def _outside_inline(self, cut: int) -> bool:
         return self.fences.at(cut) is not None or not _inside_inline(self.text, cut)

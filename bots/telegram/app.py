@@ -7,7 +7,6 @@ task it spawns and returns. The frontend owns those tasks and ends them on ``sto
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -21,10 +20,11 @@ from bots.telegram.routing import chat_key, is_private, prompt_text, thread_of, 
 from bots.telegram.sink import TelegramReply
 from bots.telegram.surface import Target, TelegramSurface
 from bots.telegram.texts import COMMANDS, say
+from core.background import Background
 from core.throttle import Gates, PaceLimits, RetryLater
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Hashable
+    from collections.abc import Hashable
 
     from telegram import Bot, Message, User
     from telegram.ext import ContextTypes
@@ -47,7 +47,7 @@ class TelegramFrontend:
         self._settings: TelegramSettings = config.telegram
         self._conversations = conversations
         self._app: Application | None = None  # type: ignore[type-arg]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background("telegram")
         self._gates = Gates()
         self._no_drafts: set[int] = set()
         self._refused: set[tuple[int, int]] = set()
@@ -120,11 +120,7 @@ class TelegramFrontend:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         self._paste.flush_all()
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=DRAIN_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(DRAIN_S)
         if app.running:
             await app.stop()
         await app.shutdown()
@@ -150,7 +146,7 @@ class TelegramFrontend:
         lines = [say("start", lang)]
         if not is_private(message) and not self.bot_user.can_read_all_group_messages:
             lines.append(say("group_note", lang, mention=f"@{self.bot_user.username}"))
-        self._spawn(self._say(message, "\n\n".join(lines)))
+        self._tasks.spawn(self._say(message, "\n\n".join(lines)))
 
     async def _on_reset(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -159,7 +155,7 @@ class TelegramFrontend:
         self._paste.flush_all()
         key = self._key(message)
         lang = message.from_user.language_code if message.from_user else None
-        self._spawn(self._reset(message, key, lang))
+        self._tasks.spawn(self._reset(message, key, lang))
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -169,7 +165,7 @@ class TelegramFrontend:
             return
         lang = message.from_user.language_code
         if message.text is None and message.caption is None:
-            self._spawn(self._say(message, say("text_only", lang)))
+            self._tasks.spawn(self._say(message, say("text_only", lang)))
             return
         text = prompt_text(message, self.bot_user)
         if not text:
@@ -181,7 +177,7 @@ class TelegramFrontend:
     def _flush_paste(self, paste_key: Hashable, text: str) -> None:
         message = self._pending.pop(paste_key)
         if message.from_user is not None:
-            self._spawn(self._answer(message, message.from_user, self._key(message), text))
+            self._tasks.spawn(self._answer(message, message.from_user, self._key(message), text))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error while handling an update", exc_info=context.error)
@@ -242,23 +238,8 @@ class TelegramFrontend:
             return True
         if user is not None and (message.chat.id, user.id) not in self._refused:
             self._refused.add((message.chat.id, user.id))  # one polite refusal, then silence
-            self._spawn(self._say(message, say("not_allowed", user.language_code)))
+            self._tasks.spawn(self._say(message, say("not_allowed", user.language_code)))
         return False
-
-    def _spawn(self, job: Coroutine[object, object, None]) -> None:
-        async def run() -> None:
-            try:
-                await job
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("telegram: a reply failed")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        # Cancelled before it ran (shutdown): close the coroutine so it is not left unawaited.
-        task.add_done_callback(lambda t: job.close() if t.cancelled() else None)
 
 
 def _reply_to(message: Message) -> ReplyParameters:
