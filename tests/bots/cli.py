@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import sys
+import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 SCRIPT = Path(sys.executable).with_name("kamiya-bot")
 
@@ -50,3 +57,36 @@ async def run(*args: str, cwd: Path, stdin: str = "", **env: str) -> Result:
 def stored_ids(db: Path) -> dict[str, str | None]:
     with sqlite3.connect(db) as conn:
         return dict(conn.execute("SELECT chat_key, conversation_id FROM chats").fetchall())
+
+
+@dataclass
+class Served:
+    """A ``kamiya-bot run`` process after SIGTERM: exit code, stderr, seconds it took to stop."""
+
+    code: int | None = None
+    stderr: str = ""
+    stop_s: float = 0.0
+
+
+@asynccontextmanager
+async def serving(config: Path, **env: str) -> AsyncIterator[Served]:
+    """Run ``kamiya-bot run --config`` for the body, then SIGTERM it and collect the result."""
+    proc = await asyncio.create_subprocess_exec(
+        *command("run", "--config", str(config)),
+        cwd=config.parent,
+        env=environ(**env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    served = Served()
+    try:
+        yield served
+    finally:
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            _out, err = await proc.communicate()
+        served.stop_s = time.monotonic() - sent
+        served.code = proc.returncode
+        served.stderr = err.decode()
