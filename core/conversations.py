@@ -31,6 +31,7 @@ __all__ = ["Conversations"]
 log = logging.getLogger(__name__)
 
 TITLE_TIMEOUT_S = 60.0
+INTERRUPT_GRACE_S = 1.0  # how long a shutdown waits to mark a cut-off reply
 
 
 def utc_now() -> datetime:
@@ -79,13 +80,18 @@ class Conversations:
         ``await``. ``language`` (the user's platform language) guides the title's language.
         """
         key = str(chat)
+        shown: list[str] = []
         try:
             async with self._lanes.turn(key, on_queued=lambda ahead: _quiet(sink.queued(ahead))):
-                return await self._turn(key, content, sink, user_id, language)
+                return await self._turn(key, content, sink, user_id, language, shown=shown)
         except QueueFull:
             failure = Failure("busy")
             await _quiet(sink.failed(failure))
             return failure
+        except asyncio.CancelledError:
+            # Shutdown: say so, briefly, so the user knows to send the message again.
+            await _interrupted(sink, Failure("interrupted", "".join(shown)))
+            raise
 
     async def reset(self, chat: ChatKey) -> None:
         """The chat's next message starts a new conversation; the old one stays in history.
@@ -115,11 +121,17 @@ class Conversations:
         await self._background.cancel()
 
     async def _turn(
-        self, key: str, content: str, sink: ReplySink, user_id: str, language: str | None
+        self,
+        key: str,
+        content: str,
+        sink: ReplySink,
+        user_id: str,
+        language: str | None,
+        *,
+        shown: list[str],
     ) -> Reply | Failure:
         stored = await self._store.current(key)
         await _quiet(sink.started())
-        shown: list[str] = []
         expired = False
         try:
             try:
@@ -186,6 +198,15 @@ class Conversations:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
+
+
+async def _interrupted(sink: ReplySink, failure: Failure) -> None:
+    """Tell the sink, within a short grace period, that shutdown cut this turn."""
+    try:
+        async with asyncio.timeout(INTERRUPT_GRACE_S):
+            await asyncio.shield(sink.failed(failure))
+    except Exception:  # a best effort while the process stops
+        log.info("could not show an interrupted reply", exc_info=True)
 
 
 async def _quiet(call: Awaitable[None]) -> None:

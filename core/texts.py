@@ -33,6 +33,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reset": "Started a new conversation.",
         "cut_off_mark": "[cut off]",
         "internal": "Something went wrong on the bot's side. Please try again.",
+        "interrupted": "The bot restarted before this reply finished. Please send it again.",
     },
     "zh": {
         "bad_key": "机器人配置有误（Kamiya 密钥被拒绝），请联系机器人管理员。",
@@ -51,6 +52,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reset": "已开始新的对话。",
         "cut_off_mark": "[已中断]",
         "internal": "机器人出了点问题，请重试。",
+        "interrupted": "机器人在回复完成前重启了，请重新发送。",
     },
 }
 

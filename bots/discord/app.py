@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_PROMPT = 4000
 HEADER_CHARS = 150
 READY_TIMEOUT_S = 60.0
-DRAIN_S = 2.0
+DRAIN_S = 1.5
 
 
 class DiscordFrontend:

@@ -52,16 +52,20 @@ MAX_CHARS: Final = 2000
 MIN_LIMIT: Final = 16
 """The smallest limit ``split`` takes: a bare fence's ``"```\\n"`` + ``"\\n```"`` in half of it."""
 
-# Cut ranks, best last.
-_WORD, _EDGE, _PUNCT, _SPACE, _LINE, _PARAGRAPH = range(6)
+# Cut ranks, best last; a cut inside a word ranks below them all.
+_EDGE, _MARKED, _PUNCT, _SPACE, _LINE, _PARAGRAPH = range(1, 7)
 
 # A bold phrase or link text rarely holds more words; past that, a fuller message wins.
 _INLINE_TRIES: Final = 16
 
 _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
-_STOPS = re.compile(r"[、。！，：；？]")  # CJK marks to cut after: Chinese has no spaces
+_STOPS = re.compile(r"(?=[、。！，：；？])")  # reversed: after CJK punctuation (no spaces)
 _BLANKS = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n(?:[^\S\n]*\n)+")  # a line break, then blank lines
+# What a line may not start with where a cut inside a line would make it start: a fence (it
+# would swallow the message), or outside code a heading, list item or quote (Discord's markers).
+_FENCE_MARKS: Final = ("```", "~~~")
+_BLOCK_START = re.compile(r"(?:#{1,3}|-#|[-*+]|>{1,3}|\d{1,9}[.)])(?:[ \t]|$)")
 _INLINE_PAIRS: Final = ("**", "__", "~~", "||")
 _ZWJ: Final = "\N{ZERO WIDTH JOINER}"
 
@@ -302,69 +306,51 @@ class _Layout:
         return (rank if self._fits(cut, start, room) else -1), cut, resume
 
     def _other_cut(self, first: int, last: int, start: int, room: int) -> tuple[int, int] | None:
-        """With no line break to cut at in ``[first, last]``: the latest space cut, preferring
-        one outside inline constructs among the next few; else punctuation, else an edge."""
-        space, edge = self._space_cut(first, last, start, room)
+        """With no line break to cut at in ``[first, last]``: a space cut, else one after
+        punctuation, else the latest marked cut, else the latest edge cut."""
+        space, *worse = self._scan_back(_BLANKS, _SPACE, first, last, start, room)
         if space is not None:
             return space
-        punct, other_edge = self._punct_cut(first, last, start, room)
-        edges = [cut for cut in (edge, other_edge) if cut is not None]
-        return punct or max(edges, default=None)
+        punct, *worst = self._scan_back(_STOPS, _PUNCT, first, last, start, room)
+        if punct is not None:
+            return punct
+        marked = [cut for cut in (worse[0], worst[0]) if cut is not None]
+        edges = [cut for cut in (worse[1], worst[1]) if cut is not None]
+        return max(marked or edges, default=None)
 
-    def _reversed(self, first: int, last: int) -> tuple[str, int, int]:
-        """``(string, pos, endpos)`` to search ``[first, last]`` from its end: the regexes run
-        over the reversed text, so the search can stop at the first cut that will do. One more
-        character lets a run that starts before ``first`` show as such."""
-        size = len(self.text)
-        return self.backwards, size - last - 1, size - first + 1
+    def _scan_back(
+        self, pattern: re.Pattern[str], rank: int, first: int, last: int, start: int, room: int
+    ) -> tuple[tuple[int, int] | None, ...]:
+        """``(cut of rank, marked cut, edge cut)``, each the latest that fits in ``[first,
+        last]``, except that a cut of ``rank`` inside an inline construct gives way to one of
+        the next ``_INLINE_TRIES`` that is not.
 
-    def _space_cut(
-        self, first: int, last: int, start: int, room: int
-    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-        """The space cut to take, if any, and the latest edge cut seen on the way."""
-        size = len(self.text)
-        space, spaces, edge = None, 0, None
-        for match in _BLANKS.finditer(*self._reversed(first, last)):
+        ``pattern`` runs over the reversed text from the end of the window, so the search ends
+        at the first cut that will do; the window is one character longer, so that a run that
+        starts before ``first`` shows as such and ends the search.
+        """
+        text, size = self.text, len(self.text)
+        best, tries, marked, edge = None, 0, None, None
+        for match in pattern.finditer(self.backwards, size - last - 1, size - first + 1):
             cut, resume = size - match.end(), size - match.start()
             if cut < first:
                 break
-            rank, resume = self._classify(cut, resume, last)
-            if rank < 0 or not self._fits(cut, start, room):
+            if cut > last or (cut == resume and text[cut].isspace()):
+                continue  # past the window, or a whitespace run is the cut there
+            kind, resume = self._classify(cut, resume, last)
+            if kind < 0 or not self._fits(cut, start, room):
                 continue
-            if rank == _SPACE:
+            if kind == rank:
                 if self._outside_inline(cut):
-                    return (cut, resume), edge
-                space, spaces = space or (cut, resume), spaces + 1
-                if spaces == _INLINE_TRIES:
+                    return (cut, resume), marked, edge
+                best, tries = best or (cut, resume), tries + 1
+                if tries == _INLINE_TRIES:
                     break
-            elif rank == _EDGE:
+            elif kind == _MARKED:
+                marked = marked or (cut, resume)
+            elif kind == _EDGE:
                 edge = edge or (cut, resume)
-        return space, edge
-
-    def _punct_cut(
-        self, first: int, last: int, start: int, room: int
-    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-        """The cut after CJK punctuation to take, if any, and the latest edge cut seen."""
-        text, size = self.text, len(self.text)
-        marks: list[tuple[int, int]] = []
-        edge = None
-        for match in _STOPS.finditer(*self._reversed(first, last)):
-            cut = size - match.start()  # after the mark
-            if cut > last or cut == size or text[cut].isspace():
-                continue  # past the window, or a space cut (not taken) is right there
-            rank, _ = self._classify(cut, cut, last)
-            if rank < 0 or not self._fits(cut, start, room):
-                continue
-            if rank == _PUNCT:
-                marks.append((cut, cut))
-                if len(marks) == _INLINE_TRIES:
-                    break
-            elif rank == _EDGE:
-                edge = edge or (cut, cut)
-        for cut, resume in marks:
-            if self._outside_inline(cut):
-                return (cut, resume), edge
-        return (marks[0] if marks else None), edge
+        return best, marked, edge
 
     def _outside_inline(self, cut: int) -> bool:
         return self.fences.at(cut) is not None or not _inside_inline(self.text, cut)
@@ -376,28 +362,62 @@ class _Layout:
         if cut == resume:
             if _joins(text, cut):
                 return -1, resume
-            return (_EDGE if fences.on_fence_line(cut) else _PUNCT), resume
+            return self._inside_line(cut, resume, _PUNCT), resume
         if resume == last + 1 and (more := _BLANKS.match(text, resume)):
             resume = more.end()  # the run goes on past the window
         newline = text.rfind("\n", cut, resume)
         if newline < 0:
-            return (_EDGE if fences.on_fence_line(cut) else _SPACE), resume
+            return self._inside_line(cut, resume, _SPACE), resume
         resume = newline + 1  # keep the next line's indentation
         if cut in fences.opened or resume in fences.closing:
             return _EDGE, resume
         return (_PARAGRAPH if text.count("\n", cut, newline) else _LINE), resume
 
+    def _inside_line(self, cut: int, resume: int, rank: int) -> int:
+        """``rank`` for a cut inside a line, unless it changes what a line is: no cut at all on
+        a fence line or before a fence mark (the next message would open a block with it), and
+        a poor one before a block marker outside code (a heading, list item or quote)."""
+        text = self.text
+        if self.fences.on_fence_line(cut) or text.startswith(_FENCE_MARKS, resume):
+            return -1
+        if _BLOCK_START.match(text, resume) and self.fences.at(cut) is None:
+            return _MARKED
+        return rank
+
     def _word_cut(self, start: int, lo: int, room: int) -> tuple[int, int]:
-        """The last resort: as much as fits, backed off to a grapheme boundary if one is near."""
-        cut = start + room
-        while cut > lo + 1 and cut - start + len(self.closer(cut)) > room:
-            cut -= 1
-        keep = cut
-        while keep > lo + 1 and _joins(self.text, keep):
-            keep -= 1
-        if not _joins(self.text, keep):
-            cut = keep  # else one cluster fills the message: cut it after all
-        return cut, cut
+        """The last resort: as much as fits, cut inside a word, backed off to a grapheme
+        boundary not followed by a fence mark (the next message would open a block with it).
+
+        Failing that, a whitespace run refused before, else the latest word boundary that fits.
+        """
+        text = self.text
+        last = start + room
+        while last > lo + 1 and last - start + len(self.closer(last)) > room:
+            last -= 1
+        fits = range(last, lo, -1)
+        for cut in fits:
+            if not self._poor(cut) and self._fits(cut, start, room):
+                return cut, cut
+        for cut in fits:
+            run = _BLANKS.match(text, cut)
+            if run and not text[cut - 1].isspace() and self._fits(cut, start, room):
+                return cut, run.end()
+        for cut in fits:
+            word = not (text[cut - 1].isspace() or text[cut].isspace())
+            if word and self._fits(cut, start, room):
+                return cut, cut
+        return last, last
+
+    def _poor(self, cut: int) -> bool:
+        """Whether a cut inside a word at ``cut`` splits a grapheme, a run of whitespace, or
+        leaves a fence mark to start the next message."""
+        text = self.text
+        return (
+            text[cut - 1].isspace()
+            or text[cut].isspace()
+            or _joins(text, cut)
+            or text.startswith(_FENCE_MARKS, cut)
+        )
 
 
 def _joins(text: str, i: int) -> bool:

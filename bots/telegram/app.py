@@ -35,7 +35,7 @@ __all__ = ["TelegramFrontend"]
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 2.0  # on stop, replies in flight get this long to finish before they are cancelled
+DRAIN_S = 1.5  # on stop, replies in flight get this long to finish before they are cancelled
 
 
 class TelegramFrontend:

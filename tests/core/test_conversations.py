@@ -290,3 +290,19 @@ async def test_reset_waits_for_the_turn_in_flight(conversations, fake, store):
     gate.set()
     await asyncio.gather(turn, reset)
     assert await store.current(str(CHAT)) is None  # the reset came last, so it wins
+
+
+async def test_a_cancelled_turn_tells_the_sink_and_keeps_the_stored_id(conversations, fake, store):
+    first = (await ask(conversations, "first")).reply
+    assert first is not None
+    gate = asyncio.Event()
+    fake.enqueue(Script(reply="partial then nothing", chunk_chars=4, gate=gate))
+    sink = RecordingSink()
+    turn = asyncio.create_task(conversations.ask(CHAT, "doomed", sink))
+    await fake.wait_for_requests(2)
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    assert sink.failure is not None
+    assert sink.failure.kind == "interrupted"
+    assert await store.current(str(CHAT)) == first.conversation_id

@@ -227,3 +227,19 @@ async def test_silent_kamiya_keeps_typing_and_the_thinking_draft_alive(tg, fake,
     tg.private_message(tg.user(1014), "/help")  # any later call: typing has stopped
     await reply_shown(tg, 1014, 2)
     assert len(tg.calls_of("sendChatAction")) == settled
+
+
+async def test_shutdown_mid_reply_says_so_and_keeps_the_conversation(tg, fake, make_bot):
+    gate = asyncio.Event()
+    alice = tg.user(1015)
+    async with make_bot() as running:
+        tg.private_message(alice, "first")
+        await reply_shown(tg, 1015, 1)
+        stored = await running.store.current("telegram:1015")
+        fake.enqueue(Script(reply="never finished", gate=gate))
+        tg.private_message(alice, "slow one")
+        await fake.wait_for_requests(2)
+    texts = tg.visible_texts(1015)
+    assert "restarted before this reply finished" in texts[-1]
+    async with make_bot() as running:
+        assert await running.store.current("telegram:1015") == stored
