@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from bots.discord.format import MAX_CHARS, MIN_LIMIT, fence_at, split, tidy_partial
@@ -157,6 +157,11 @@ def test_cut_drops_the_run_it_sits_on_but_keeps_indentation() -> None:
     assert check("words words  \t  more words", limit=16) == ["words words", "more words"]
 
 
+def test_indentation_too_long_for_a_message_is_dropped() -> None:
+    assert check("x\n" + " " * 40 + "y", limit=16) == ["x", "y"]
+    assert check("x\n" + " " * 9000 + "yz") == ["x", "yz"]
+
+
 @pytest.mark.parametrize(
     "cluster",
     [
@@ -165,12 +170,13 @@ def test_cut_drops_the_run_it_sits_on_but_keeps_indentation() -> None:
         "👨\u200d👩\u200d👧",  # ZWJ family
         "🇺🇸",  # flag: two regional indicators
         "\ud83d\ude00",  # a surrogate pair that slipped into a str
-        "क्षि",  # Devanagari: virama + ZWJ-less conjunct and a spacing vowel sign
+        "क्षि",  # Devanagari conjunct: consonant, virama, consonant, vowel sign
     ],
 )
-def test_word_cut_keeps_graphemes_whole(cluster: str) -> None:
+@pytest.mark.parametrize("limit", [17, 18])
+def test_word_cut_keeps_graphemes_whole(cluster: str, limit: int) -> None:
     text = cluster * (60 // len(cluster) + 1)
-    for message in check(text, limit=17):
+    for message in check(text, limit=limit):
         assert len(message) % len(cluster) == 0, message
 
 
@@ -184,6 +190,18 @@ def test_word_cut_keeps_graphemes_whole(cluster: str) -> None:
 )
 def test_cut_avoids_inline_constructs_when_it_can(span: str, expected: str) -> None:
     assert check(f"{'a' * 22} {span} tail", limit=40)[0] == expected
+
+
+def test_space_cut_avoids_starting_a_block_marker() -> None:
+    assert check("aaaaaaaaaa bbbbbbbbb - ccccc", limit=20)[0] == "aaaaaaaaaa"
+    assert check("aaaaaaaaaa bbbbbbbbb # ccccc", limit=20)[0] == "aaaaaaaaaa"
+    assert check("aaaaaaaaaa bbbbbbbbb > ccccc", limit=20)[0] == "aaaaaaaaaa"
+
+
+def test_no_cut_leaves_a_fence_mark_to_open_the_next_message() -> None:
+    assert check("aaaaaaaaaa bbbbbbbbb ```ccc dd", limit=20)[0] == "aaaaaaaaaa"
+    assert check("aaaaaaaaaa bbbbbbbbb ~~~ccc dd", limit=20)[0] == "aaaaaaaaaa"
+    assert check("x" * 16 + "```" + "y" * 10, limit=16) == ["x" * 15, "x```" + "y" * 10]
 
 
 # --- code fences ----------------------------------------------------------------------------
@@ -362,6 +380,7 @@ MARKDOWNISH = st.lists(
             "  ",
             "\t",
             "    ",
+            " " * 40,
         ]
     ),
     max_size=80,
@@ -401,6 +420,22 @@ def test_tidy_partial_only_closes_an_open_fence(text: str) -> None:
     assert tidy.startswith(text)
     assert fence_at(tidy) is None
     assert (tidy == text) == (fence_at(text) is None)
+
+
+_FENCE_LIKE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})[^\n]*", re.MULTILINE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MARKDOWNISH.map(str.lstrip), st.integers(64, 400))
+def test_every_message_but_the_last_closes_its_blocks(text: str, limit: int) -> None:
+    # Fence lines of at most 10 characters are carried from a limit of 64 on. (The text is
+    # lstripped: Discord trims a message, so a first line "    ```" would open a block there.)
+    assume(all(len(line[0].rstrip()) <= 10 for line in _FENCE_LIKE.finditer(text)))
+    # Nor can anything keep ``` from starting a message if all a window holds before it is
+    # blanks, or if it is in a run of marks longer than a word cut backs off.
+    assume(not re.search(r"\s{20}|`{20}|~{20}", text))
+    for message in check(text, limit=limit)[:-1]:
+        assert fence_at(message) is None
 
 
 STREAMED = (
