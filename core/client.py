@@ -197,9 +197,12 @@ def _status_error(
 
 
 def _means_unknown_conversation(status: int, text: str) -> bool:
-    # The docs do not say how an expired id is reported; 404/410 are the natural answers, and a
-    # 400 that talks about the conversation is the other shape relays use.
-    return status in {404, 410} or (status in {400, 422} and "conversation" in text.lower())
+    # The docs do not say how an expired id is reported. 404/410 are the natural answers; any
+    # other failure that talks about the conversation counts too (a relay may well say 400 or
+    # 500 "conversation not found"), except the statuses that mean something else entirely.
+    if status in {404, 410}:
+        return True
+    return status not in {401, 402, 403, 429} and "conversation" in text.lower()
 
 
 def _retry_after(response: httpx.Response) -> float | None:

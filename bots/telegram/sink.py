@@ -88,6 +88,12 @@ class TelegramReply:
 
     async def _show_activity(self) -> None:
         """Typing (and an empty draft) from acceptance until the first text is visible."""
+        try:
+            await self._keep_active()
+        except Exception:  # an indicator must never break the reply it decorates
+            log.warning("telegram: typing indicator failed", exc_info=True)
+
+    async def _keep_active(self) -> None:
         loop = asyncio.get_running_loop()
         next_draft = loop.time()
         while not self._surface.visible.is_set():

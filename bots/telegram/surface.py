@@ -16,10 +16,11 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from telegram import LinkPreviewOptions, ReplyParameters
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bots.telegram.api import call
 from bots.telegram.format import Chunk, split
+from core.throttle import RetryLater
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -86,6 +87,8 @@ class TelegramSurface:
                 await self._send_draft(None)
             except _DraftRefused:
                 self._fall_back()
+            except (TelegramError, RetryLater) as exc:  # a placeholder is only a nicety
+                log.debug("placeholder draft failed: %r", exc)
 
     async def show(self, markdown: str) -> int:
         async with self._lock:
@@ -132,7 +135,13 @@ class TelegramSurface:
                     message_thread_id=target.thread_id,
                 )
             )
-        except (BadRequest, Forbidden) as exc:
+        except RetryLater:
+            raise
+        except NetworkError as exc:
+            if not isinstance(exc, BadRequest):
+                raise  # transient (already retried): not a refusal
+            raise _DraftRefused from exc
+        except TelegramError as exc:  # Forbidden, or a Bot API without the method (404)
             raise _DraftRefused from exc
         self._last_draft = chunk
 

@@ -306,3 +306,14 @@ async def test_a_cancelled_turn_tells_the_sink_and_keeps_the_stored_id(conversat
     assert sink.failure is not None
     assert sink.failure.kind == "interrupted"
     assert await store.current(str(CHAT)) == first.conversation_id
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_any_error_naming_the_conversation_restarts_it(conversations, fake, store, status):
+    old = (await ask(conversations, "first")).reply
+    assert old is not None
+    fake.enqueue(Script(status=status, body={"error": {"message": "Conversation not found"}}))
+    sink = await ask(conversations, "again")
+    assert sink.reply is not None
+    assert sink.reply.context_expired
+    assert [r.json.get("conversationId") for r in fake.requests[1:]] == [old.conversation_id, None]

@@ -243,3 +243,12 @@ async def test_shutdown_mid_reply_says_so_and_keeps_the_conversation(tg, fake, m
     assert "restarted before this reply finished" in texts[-1]
     async with make_bot() as running:
         assert await running.store.current("telegram:1015") == stored
+
+
+async def test_a_bot_api_without_drafts_404_falls_back_to_edits(tg, fake, bot):
+    tg.fail_next("sendMessageDraft", status=404, description="Not Found", times=50)
+    reply = "word " * 30
+    fake.enqueue(Script(reply=reply, chunk_chars=5, delay_s=0.01))
+    tg.private_message(tg.user(1016), "hi")
+    await tg.wait_for(lambda f: f.visible_texts(1016) == rendered(reply))
+    assert tg.calls_of("editMessageText")  # it streamed by edits instead
