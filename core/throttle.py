@@ -53,20 +53,28 @@ class PaceLimits:
 
 
 class _Window:
-    """A rolling-window counter: at most ``limit`` events in any ``span`` seconds."""
+    """A rolling-window counter: at most ``limit`` calls in any ``span`` seconds.
 
-    __slots__ = ("_events", "limit", "span")
+    A call counts from when it is reserved (in flight) until ``span`` after it completed: its
+    arrival at the platform lies somewhere in between, and a busy loop or network can push it
+    late, so counting from completion keeps the platform's own window under the limit.
+    """
+
+    __slots__ = ("_events", "in_flight", "limit", "span")
 
     def __init__(self, limit: int, span: float) -> None:
         self.limit = limit
         self.span = span
+        self.in_flight = 0
         self._events: deque[float] = deque()
 
     def delay(self, now: float) -> float:
         while self._events and self._events[0] <= now - self.span:
             self._events.popleft()
-        if len(self._events) < self.limit:
+        if len(self._events) + self.in_flight < self.limit:
             return 0.0
+        if not self._events:
+            return self.span / max(1, self.limit)  # all slots in flight: look again soon
         return self._events[0] + self.span - now
 
     def record(self, now: float) -> None:
@@ -91,6 +99,7 @@ class ChatGate:
             _Window(limits.window_calls, limits.window_s) if limits.window_calls else None
         )
         self._shared = shared
+        self._reserved = 0
         self._penalty_until = 0.0
 
     def delay(self) -> float:
@@ -104,8 +113,20 @@ class ChatGate:
             waits.append(self._shared.delay(now))
         return max(0.0, *waits)
 
+    def reserve(self) -> float:
+        """Like ``delay``, but a 0 also takes the bot-wide slot at once.
+
+        Chats share the bot-wide cap: without taking the slot when deciding, many chats could
+        all see room and send together, far over the cap.
+        """
+        delay = self.delay()
+        if delay == 0 and self._shared is not None:
+            self._shared.in_flight += 1
+            self._reserved += 1
+        return delay
+
     def record(self, calls: int = 1) -> None:
-        """Charge ``calls`` platform calls just made."""
+        """Charge ``calls`` platform calls just made (a reserved bot-wide slot included)."""
         now = self._clock()
         self._refill(now)
         self._tokens -= calls
@@ -114,6 +135,9 @@ class ChatGate:
                 self._window.record(now)
             if self._shared is not None:
                 self._shared.record(now)
+        if self._shared is not None:
+            self._shared.in_flight -= self._reserved
+        self._reserved = 0
 
     def penalize(self, retry_after: float) -> None:
         """A 429: hold every call of this chat for ``retry_after`` seconds."""
@@ -234,22 +258,22 @@ class LiveRenderer:
         log.warning("final text not delivered after %d attempts", self._max_final_attempts)
 
     async def _attempt(self, call: Callable[[str], Awaitable[int]], text: str) -> bool:
+        made = 1  # a failed or cancelled attempt still cost the platform a call
         try:
             made = await call(text)
         except RetryLater as exc:
             log.info("platform asked to wait %.1f s; skipping updates meanwhile", exc.retry_after)
-            self._gate.record(1)
             self._gate.penalize(exc.retry_after)
             return False
         except Exception:
             log.exception("showing a reply failed")
-            self._gate.record(1)
             return False
-        self._gate.record(made)
+        finally:
+            self._gate.record(made)  # also releases the bot-wide slot ``reserve`` took
         self.calls += made
         return True
 
     async def _pace(self) -> None:
-        while (delay := self._gate.delay()) > 0:
+        while (delay := self._gate.reserve()) > 0:
             # A floor: float rounding can leave nanoseconds, which must not become a busy loop.
             await self._sleep(max(delay, 0.005))

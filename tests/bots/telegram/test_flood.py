@@ -100,3 +100,16 @@ async def test_markdown_renders_as_entities_never_parse_mode(tg, fake, bot):
     assert pre.get("language") == "python"
     assert "snake_case_name" in (message.text or "")
     assert all(c.params.get("parse_mode") is None for c in tg.calls_of("sendMessage"))
+
+
+@pytest.mark.parametrize("settings_toml", ['stream_mode = "edit"'])
+async def test_many_chats_at_once_stay_under_the_bot_wide_limit(tg, fake, bot):
+    reply = "".join(f"w{i} " for i in range(60))
+    chats = range(9000, 9060)
+    fake.enqueue(*(Script(reply=reply, chunk_chars=5, delay_s=0.04) for _ in chats))
+    for chat in chats:
+        tg.private_message(tg.user(chat), "all together")
+    await tg.wait_for(
+        lambda f: all(f.visible_texts(c)[-1:] == [reply.strip()] for c in chats), timeout=60
+    )
+    assert tg.count_429 == 0
