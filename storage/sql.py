@@ -8,7 +8,9 @@ increment or failing on a read-then-write upgrade. Other dialects get a select-t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+import asyncio
+import functools
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,7 +22,7 @@ from storage.models import Chat, Conversation, Usage, to_utc
 from storage.protocol import ConversationRecord, UsageRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Coroutine, Mapping
     from datetime import datetime
     from types import TracebackType
 
@@ -32,6 +34,36 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlStore"]
 
+P = ParamSpec("P")
+T = TypeVar("T")
+CLOSE_GRACE_S = 2.0
+
+
+def _uncancellable(
+    method: Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[SqlStore, P], Coroutine[Any, Any, T]]:
+    """Run the operation in its own task, so cancelling the caller cannot cut it mid-way.
+
+    A transaction cut by a cancellation (a shutdown, a stopped reply) leaves a pooled connection
+    whose rollback is cancelled too; finishing the short operation is cleaner and keeps a
+    completed turn's id stored. The caller still sees its cancellation at once.
+    """
+
+    async def run(self: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(method(self, *args, **kwargs))
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # the caller may be gone; never leave an exception unretrieved
+
 
 class SqlStore:
     """``ConversationStore`` on an ``AsyncEngine``; the store owns the engine and disposes it.
@@ -40,7 +72,7 @@ class SqlStore:
     whose schema already exists. ``async with`` closes it.
     """
 
-    __slots__ = ("_closed", "_engine", "_insert", "_sessions")
+    __slots__ = ("_closed", "_engine", "_insert", "_sessions", "_work")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -48,6 +80,7 @@ class SqlStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._insert = _dialect_insert(engine.dialect.name)
         self._closed = False
+        self._work: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def open(cls, url: str, *, connect_args: Mapping[str, object] | None = None) -> SqlStore:
@@ -81,11 +114,13 @@ class SqlStore:
     ) -> None:
         await self.aclose()
 
+    @_uncancellable
     async def current(self, chat_key: str) -> str | None:
         async with self._session() as session:
             query = select(Chat.conversation_id).where(Chat.chat_key == chat_key)
             return await session.scalar(query)
 
+    @_uncancellable
     async def record_reply(
         self,
         chat_key: str,
@@ -116,6 +151,7 @@ class SqlStore:
                 at=at,
             )
 
+    @_uncancellable
     async def reset(self, chat_key: str, *, at: datetime) -> None:
         # A chat without a row has no current conversation, so there is nothing to insert.
         statement = (
@@ -126,6 +162,7 @@ class SqlStore:
         async with self._session() as session, session.begin():
             await session.execute(statement)
 
+    @_uncancellable
     async def set_title(self, conversation_id: str, title: str) -> None:
         statement = (
             update(Conversation)
@@ -135,11 +172,13 @@ class SqlStore:
         async with self._session() as session, session.begin():
             await session.execute(statement)
 
+    @_uncancellable
     async def conversation(self, conversation_id: str) -> ConversationRecord | None:
         async with self._session() as session:
             row = await session.get(Conversation, conversation_id)
             return None if row is None else _conversation_record(row)
 
+    @_uncancellable
     async def conversations(self, chat_key: str, *, limit: int = 10) -> list[ConversationRecord]:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
@@ -158,6 +197,7 @@ class SqlStore:
             rows = await session.scalars(query)
             return [_conversation_record(row) for row in rows]
 
+    @_uncancellable
     async def usage(self, chat_key: str) -> list[UsageRecord]:
         query = select(Usage).where(Usage.chat_key == chat_key).order_by(Usage.user_id)
         async with self._session() as session:
@@ -178,10 +218,15 @@ class SqlStore:
             await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
-        """Dispose the engine; later calls raise ``RuntimeError``. Closing twice is harmless."""
+        """Dispose the engine; later calls raise ``RuntimeError``. Closing twice is harmless.
+
+        Work still running (from callers that were cancelled) gets a moment to finish first.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._work:
+            await asyncio.wait(set(self._work), timeout=CLOSE_GRACE_S)
         await self._engine.dispose()
 
     def _check_open(self) -> None:
