@@ -84,22 +84,22 @@ class DiscordSurface:
             await self._sync([self._header + line])
 
     async def show(self, markdown: str) -> int:
-        return await self._present(markdown, partial=True)
+        return await self._present(markdown)
 
     async def final(self, markdown: str) -> int:
-        return await self._present(markdown or "…", partial=False)
+        return await self._present(markdown or "…")
 
-    async def _present(self, markdown: str, *, partial: bool) -> int:
+    async def _present(self, markdown: str) -> int:
         async with self._lock:
             await self.ready.wait()
             if self.interactive and self._clock() >= self._deadline:
                 self._freeze("the interaction token is about to expire")
             try:
-                return await self._sync(self._layout(markdown, partial=partial), markdown)
+                return await self._sync(self._layout(markdown), markdown)
             except _Frozen:  # the token died mid-way: lay out again, in channel messages
-                return 1 + await self._sync(self._layout(markdown, partial=partial), markdown)
+                return 1 + await self._sync(self._layout(markdown), markdown)
 
-    def _layout(self, markdown: str, *, partial: bool) -> list[str]:
+    def _layout(self, markdown: str) -> list[str]:
         frozen = [shown.content for shown in self._shown[: self._frozen]]
         rest = markdown[self._frozen_at :] if markdown.startswith(self._last_markdown) else ""
         if self._frozen and self._frozen_at:
@@ -107,7 +107,7 @@ class DiscordSurface:
                 return frozen
             opener = fence_at(markdown[: self._frozen_at])
             rest = f"{opener}\n{rest}" if opener else rest
-        body = tidy_partial(rest) if partial else rest
+        body = tidy_partial(rest)  # also final: a block the model never closed still renders
         first_limit = MAX_CHARS - len(self._header) if not frozen else MAX_CHARS
         parts = split(body, first_limit=first_limit) or ["…"]
         if not frozen:

@@ -188,3 +188,10 @@ async def test_reply_survives_a_gateway_reconnect(dc, fake, bot):
     gate.set()
     await settled(bot, dc, ran)
     assert texts(dc, CHANNEL_ID) == ["> hold on\nstill here after the reconnect"]
+
+
+async def test_a_code_block_the_model_never_closed_still_renders_closed(dc, fake, bot):
+    fake.enqueue(Script(reply="Here:\n```python\nprint('hi')", chunk_chars=5))
+    ran = dc.slash("chat", {"prompt": "code"})
+    await settled(bot, dc, ran)
+    assert ran.original == "> code\nHere:\n```python\nprint('hi')\n```"
