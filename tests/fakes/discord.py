@@ -17,7 +17,6 @@ this module serves them, logs ``calls``, scripts faults (``fail_next``) and lets
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import json
 import math
@@ -50,6 +49,7 @@ from tests.fakes.discord_payloads import (
     default_guilds,
 )
 from tests.fakes.discord_rest import ROUTES, WEBHOOK_KINDS, DiscordRest, Reply, Request
+from tests.fakes.waiting import wait_or_explain
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -308,15 +308,13 @@ class FakeDiscord(DiscordRest):
         timeout: float = 10.0,  # noqa: ASYNC109 - a built-in deadline, as in FakeKamiya
     ) -> None:
         """Return once ``predicate(fake)`` holds, re-checked after every call and frame."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wait_until(lambda: predicate(self))
-        except TimeoutError:
-            name = getattr(predicate, "__qualname__", repr(predicate))
-            recent = ", ".join(f"{c.method} {c.kind}->{c.status}" for c in self.calls[-10:])
-            raise TimeoutError(
-                f"{name} still false after {timeout} s; last calls: {recent or 'none'}"
-            ) from None
+        await wait_or_explain(
+            self._wait_until,
+            lambda: predicate(self),
+            name=getattr(predicate, "__qualname__", repr(predicate)),
+            within=timeout,
+            recent=lambda: [f"{c.method} {c.kind}->{c.status}" for c in self.calls],
+        )
 
     async def wait_for_call(
         self,

@@ -32,6 +32,7 @@ from tests.fakes.telegram_methods import BotMethods
 from tests.fakes.telegram_text import ApiError, JsonObject, is_int, opt_int
 from tests.fakes.telegram_users import MediaKind
 from tests.fakes.telegram_world import DRAFT_TTL_S, Draft, Msg
+from tests.fakes.waiting import wait_or_explain
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -198,17 +199,13 @@ class FakeTelegram(BotMethods):
         timeout: float = 10.0,  # noqa: ASYNC109 - a built-in deadline, as in FakeKamiya
     ) -> None:
         """Return once ``predicate(fake)`` holds, re-checked after every call and update."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._wait_until(lambda: predicate(self))
-        except TimeoutError:
-            name = getattr(predicate, "__qualname__", repr(predicate))
-            recent = ", ".join(
-                f"{c.method}(chat={c.chat_id})->{c.status}" for c in self.calls[-10:]
-            )
-            raise TimeoutError(
-                f"{name} still false after {timeout} s; last calls: {recent or 'none'}"
-            ) from None
+        await wait_or_explain(
+            self._wait_until,
+            lambda: predicate(self),
+            name=getattr(predicate, "__qualname__", repr(predicate)),
+            within=timeout,
+            recent=lambda: [f"{c.method}(chat={c.chat_id})->{c.status}" for c in self.calls],
+        )
 
     async def wait_for_call(
         self,
