@@ -1,4 +1,4 @@
-"""Engines from URLs, SQLite tuned for a bot, and schema creation.
+"""Engines from URLs, SQLite tuned for a bot, and the schema (migrated by ``storage.migrate``).
 
 SQLite is the default deployment: one file, several writers (frontends, maybe a second process).
 WAL lets readers proceed during a write, and ``busy_timeout`` makes a writer wait for the lock
@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from storage.models import Base
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,9 +60,17 @@ def create_engine(url: str, *, connect_args: Mapping[str, object] | None = None)
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables and indexes; existing ones are kept, so this runs on every start."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    """Migrate the database to the newest schema; a no-op once there, so this runs on every start.
+
+    An empty database gets every migration; one made by ``create_all`` before migrations existed
+    is stamped at the baseline and upgraded, keeping its rows. Processes starting together take
+    turns (an advisory lock on PostgreSQL, the write lock on SQLite). See ``storage.migrate``.
+    """
+    # Imported here because storage.migrate raises this module's StorageError; this also leaves
+    # Alembic unloaded until a database is opened.
+    from storage.migrate import upgrade  # noqa: PLC0415
+
+    await upgrade(engine)
 
 
 def _make_parent_dir(url: URL) -> None:
