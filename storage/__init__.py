@@ -8,16 +8,30 @@ from __future__ import annotations
 
 from storage.engine import StorageError, create_engine, create_schema, safe_url
 from storage.memory import MemoryStore
-from storage.protocol import ConversationRecord, ConversationStore, UsageRecord
+from storage.protocol import (
+    ChatState,
+    ChatUsage,
+    ConversationRecord,
+    ConversationStore,
+    Mode,
+    TurnRecord,
+    UsageRecord,
+    UsageTotals,
+)
 from storage.sql import SqlStore
 
 __all__ = [
+    "ChatState",
+    "ChatUsage",
     "ConversationRecord",
     "ConversationStore",
     "MemoryStore",
+    "Mode",
     "SqlStore",
     "StorageError",
+    "TurnRecord",
     "UsageRecord",
+    "UsageTotals",
     "create_engine",
     "create_schema",
     "safe_url",
