@@ -1,17 +1,24 @@
 """SQLAlchemy tables behind ``SqlStore``.
 
-Three tables, each answering one question: ``chats`` (which conversation a chat continues),
-``conversations`` (what a chat has talked about, kept after a reset so it can be resumed) and
-``usage`` (what each user of a chat has cost). Times go through ``UtcDateTime`` so every backend
-hands back aware UTC datetimes, whatever it stores.
+Each table answers one question: ``chats`` (where a chat's next message goes: its mode, model,
+prompt and the current conversation of each mode), ``conversations`` (what a chat has talked
+about, kept after a reset so it can be resumed), ``turns`` (the context of completions-mode
+conversations, which the bot keeps itself), ``bot_messages`` (which conversation a bot message
+belongs to, for replies to it), ``usage`` (what each user of a chat has cost in all) and
+``usage_days`` (the same per UTC day, for limits and stats over a period). Times go through
+``UtcDateTime`` so every backend hands back aware UTC datetimes, whatever it stores.
+
+Columns added by a migration come last in their class, in the order the migration adds them:
+that is where ``ALTER TABLE`` puts them, and the migration test compares the order too.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -24,7 +31,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Chat", "Conversation", "Usage", "UtcDateTime", "to_utc"]
+__all__ = [
+    "Base",
+    "BotMessage",
+    "Chat",
+    "Conversation",
+    "Turn",
+    "Usage",
+    "UsageDay",
+    "UtcDateTime",
+    "to_utc",
+]
 
 # Deterministic constraint and index names, so a later migration tool can refer to them.
 _NAMING = {
@@ -79,7 +96,11 @@ class Base(DeclarativeBase):
 
 
 class Chat(Base):
-    """A chat and the conversation its next message continues (``NULL`` after a reset)."""
+    """A chat's mode and the conversation each mode continues (``NULL`` after a reset).
+
+    ``model`` ``NULL`` is server mode (``conversation_id`` continues); a model is completions
+    mode (``local_id`` continues). Both slots are kept, so switching back resumes the other.
+    """
 
     __tablename__ = "chats"
 
@@ -88,10 +109,18 @@ class Chat(Base):
     # transaction, and a cycle between the two tables would complicate create and drop.
     conversation_id: Mapped[str | None] = mapped_column(String(_KEY))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 0002: completions mode.
+    local_id: Mapped[str | None] = mapped_column(String(_KEY))
+    model: Mapped[str | None] = mapped_column(String(_KEY))
+    system_prompt: Mapped[str | None] = mapped_column(Text)
 
 
 class Conversation(Base):
-    """One Kamiya conversation of a chat; outlives resets so it can be listed and resumed."""
+    """One conversation of a chat; outlives resets so it can be listed and resumed.
+
+    ``mode`` says who keeps the context: Kamiya (``server``) or ``turns`` (``completions``,
+    with ``model`` the model it last used).
+    """
 
     __tablename__ = "conversations"
     # Serves both "this chat's conversations, most recent first" and lookups by chat_key alone
@@ -104,10 +133,13 @@ class Conversation(Base):
     title: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_used_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # 0002: rows from before completions mode are server conversations.
+    mode: Mapped[str] = mapped_column(String(16), server_default="server")
+    model: Mapped[str | None] = mapped_column(String(_KEY))
 
 
 class Usage(Base):
-    """Running totals for one user in one chat: billed characters and requests."""
+    """Running totals for one user in one chat: requests, billed and streamed characters."""
 
     __tablename__ = "usage"
 
@@ -118,3 +150,57 @@ class Usage(Base):
     # BigInteger: a busy user's character count can pass 2**31 over the bot's lifetime.
     billed_chars: Mapped[int] = mapped_column(BigInteger)
     requests: Mapped[int] = mapped_column(Integer)
+    # 0002: characters of completions-mode replies, which Kamiya does not bill per conversation.
+    streamed_chars: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class Turn(Base):
+    """One completions-mode exchange; a conversation's turns in ``id`` order are its context."""
+
+    __tablename__ = "turns"
+    # Serves "this conversation's turns in order" and "its last turn" (a regenerate).
+    __table_args__ = (Index("ix_turns_conversation_id_id", "conversation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(_KEY), ForeignKey("conversations.conversation_id")
+    )
+    # Text: messages and replies have no length a column could promise.
+    user_text: Mapped[str] = mapped_column(Text)
+    assistant_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BotMessage(Base):
+    """A platform message the bot sent, and the conversation it belongs to.
+
+    A user replying to an old message continues that message's conversation. Message ids are
+    unique only within their chat, hence the pair as key.
+    """
+
+    __tablename__ = "bot_messages"
+
+    chat_key: Mapped[str] = mapped_column(String(_KEY), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(_KEY), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(_KEY), ForeignKey("conversations.conversation_id")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class UsageDay(Base):
+    """One user's usage in one chat on one UTC day, for limits and stats over a period.
+
+    No foreign key: these are counters, written next to ``usage`` in the same transaction.
+    """
+
+    __tablename__ = "usage_days"
+    # Serves a user's sums across chats since a day (their limit); stats scan by day.
+    __table_args__ = (Index("ix_usage_days_user_id_day", "user_id", "day"),)
+
+    chat_key: Mapped[str] = mapped_column(String(_KEY), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(_KEY), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    billed_chars: Mapped[int] = mapped_column(BigInteger)
+    streamed_chars: Mapped[int] = mapped_column(BigInteger)

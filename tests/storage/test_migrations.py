@@ -581,14 +581,14 @@ async def test_sqlite_batch_rebuild_of_a_referenced_table_keeps_rows(
         "9001",
         head(),
         'with op.batch_alter_table("chats", recreate="always") as batch:\n'
-        '    batch.add_column(sa.Column("model", sa.String(255)))',
+        '    batch.add_column(sa.Column("nickname", sa.String(255)))',
     )
 
     async with await sqlite_target.open() as store:
         assert await inspect_with(store.engine, revision_of) == ("9001",)
         assert await store.current("telegram:1") == "c1"
         columns = await inspect_with(store.engine, lambda c: inspect(c).get_columns("chats"))
-        assert "model" in [column["name"] for column in columns]
+        assert "nickname" in [column["name"] for column in columns]
 
 
 async def test_sqlite_revision_leaving_a_dangling_reference_is_rolled_back(
@@ -601,7 +601,8 @@ async def test_sqlite_revision_leaving_a_dangling_reference_is_rolled_back(
         scratch_migrations,
         "9001",
         before,
-        "op.execute(\"INSERT INTO usage VALUES ('nowhere', 'u1', 1, 1)\")",
+        'op.execute("INSERT INTO usage (chat_key, user_id, billed_chars, requests)"\n'
+        "           \" VALUES ('nowhere', 'u1', 1, 1)\")",
     )
 
     with pytest.raises(
