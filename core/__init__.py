@@ -13,12 +13,23 @@ from core.config import (
     ConversationSettings,
     DiscordSettings,
     KamiyaSettings,
+    LimitSettings,
     LogSettings,
     StorageSettings,
     TelegramSettings,
     load_config,
 )
-from core.conversations import Conversations
+from core.controls import (
+    entry_label,
+    history_text,
+    model_change_text,
+    model_label,
+    resume_text,
+    stats_text,
+    title_of,
+    usage_text,
+)
+from core.conversations import Conversations, conversations_from_config, new_turn_id
 from core.errors import (
     BadKey,
     BlockingNotSupported,
@@ -34,12 +45,16 @@ from core.errors import (
 from core.events import Event, Final, TextDelta
 from core.frontend import ChatKey, Failure, Reply, ReplySink
 from core.lanes import Lanes, QueueFull
-from core.texts import failure_markdown, failure_text, language, text
+from core.models import DEFAULT
+from core.texts import duration, failure_markdown, failure_text, language, text
+from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
 __all__ = [
+    "DEFAULT",
     "BadKey",
     "BlockingNotSupported",
     "ChatKey",
+    "ChatView",
     "Config",
     "ConfigError",
     "ConversationNotFound",
@@ -49,29 +64,46 @@ __all__ = [
     "Event",
     "Failure",
     "Final",
+    "HistoryEntry",
     "IncompleteStream",
     "KamiyaClient",
     "KamiyaError",
     "KamiyaSettings",
     "Lanes",
+    "LimitSettings",
     "LogSettings",
     "MalformedEvent",
     "Message",
+    "ModelChange",
     "NoPermission",
     "OutOfCredit",
     "QueueFull",
     "RateLimited",
     "Reply",
     "ReplySink",
+    "ResumeOutcome",
+    "Stats",
     "StorageSettings",
     "TelegramSettings",
     "TextDelta",
     "UpstreamFailure",
+    "UserUsage",
     "build_http_client",
     "can_block",
+    "conversations_from_config",
+    "duration",
+    "entry_label",
     "failure_markdown",
     "failure_text",
+    "history_text",
     "language",
     "load_config",
+    "model_change_text",
+    "model_label",
+    "new_turn_id",
+    "resume_text",
+    "stats_text",
     "text",
+    "title_of",
+    "usage_text",
 ]

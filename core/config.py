@@ -23,6 +23,7 @@ __all__ = [
     "ConversationSettings",
     "DiscordSettings",
     "KamiyaSettings",
+    "LimitSettings",
     "LogSettings",
     "StorageSettings",
     "TelegramSettings",
@@ -35,6 +36,10 @@ Bool = Annotated[bool, Strict()]
 Seconds = Annotated[float, Strict(), Field(gt=0, le=3600)]
 Secret = Annotated[SecretStr, Strict()]
 Url = Annotated[str, Strict(), Field(pattern=r"^https?://\S+$")]
+# Provider-prefixed, as Kamiya names them; no spaces, short enough for a button's data.
+ModelName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z0-9][\w.:/@+-]*$", max_length=48)]
+UserIds = tuple[Annotated[int, Strict()], ...]
+Limit = Annotated[int, Strict(), Field(ge=0)]
 
 #: Environment variables that override a secret of the file, as (section, key).
 ENV_SECRETS: Mapping[str, tuple[str, str]] = {
@@ -65,6 +70,13 @@ class KamiyaSettings(_Section):
     request_timeout_s: Seconds = 120.0
     connect_timeout_s: Seconds = 10.0
     title_model: Str = "openai:gpt-3.5-turbo"
+    # Chat Completions models users may pick with /model; the first choice is always "default",
+    # Kamiya's server-side conversation, which needs no entry here.
+    models: tuple[ModelName, ...] = (
+        "openai:gpt-3.5-turbo",
+        "openai:gpt-4",
+        "anthropic:claude-1",
+    )
 
 
 class StorageSettings(_Section):
@@ -74,6 +86,19 @@ class StorageSettings(_Section):
 class ConversationSettings(_Section):
     max_pending: Annotated[int, Strict(), Field(ge=0, le=1000)] = 5
     titles: Bool = True
+    # Completions mode: the default system prompt ("" for none) and the character budget of
+    # the history sent with each message (oldest turns are dropped first).
+    system_prompt: Annotated[str, Strict(), Field(max_length=8000)] = ""
+    history_chars: Annotated[int, Strict(), Field(ge=500, le=1_000_000)] = 12_000
+    # Kamiya keeps a server-side conversation for 48 hours after its last use.
+    resume_window_h: Annotated[float, Strict(), Field(gt=0, le=24 * 365)] = 48.0
+
+
+class LimitSettings(_Section):
+    """Per-user limits across the platform's chats; 0 switches a limit off."""
+
+    requests_per_minute: Limit = 0
+    chars_per_day: Limit = 0
 
 
 Rate = Annotated[float, Strict(), Field(gt=0, le=1000)]
@@ -83,7 +108,8 @@ Count = Annotated[int, Strict(), Field(ge=1, le=10_000)]
 class TelegramSettings(_Section):
     token: Secret = SecretStr("")
     base_url: Url = "https://api.telegram.org/bot"
-    allowed_user_ids: tuple[Int, ...] = ()
+    allowed_user_ids: UserIds = ()
+    admin_user_ids: UserIds = ()
     stream_mode: Literal["draft", "edit"] = "draft"
     group_scope: Literal["chat", "user"] = "chat"
     poll_timeout_s: Annotated[float, Strict(), Field(ge=0, le=50)] = 10.0
@@ -97,6 +123,7 @@ class TelegramSettings(_Section):
 class DiscordSettings(_Section):
     token: Secret = SecretStr("")
     guild_ids: tuple[Int, ...] = ()
+    admin_user_ids: UserIds = ()
     api_base_url: Url = "https://discord.com/api/v10"
     gateway_url: Annotated[str, Strict(), Field(pattern=r"^wss?://\S+$")] = (
         "wss://gateway.discord.gg/"
@@ -116,6 +143,7 @@ class Config(_Section):
     kamiya: KamiyaSettings = KamiyaSettings()
     storage: StorageSettings = StorageSettings()
     conversation: ConversationSettings = ConversationSettings()
+    limits: LimitSettings = LimitSettings()
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()

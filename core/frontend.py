@@ -40,30 +40,46 @@ class ChatKey:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A completed turn. ``text`` is ``fullContent``, the billed reply, and is what stays shown.
+    """A completed turn. ``text`` is what stays shown: ``fullContent`` (the billed reply) in
+    server mode, the streamed completion in completions mode.
 
     ``context_expired``: the stored conversation was gone on the server, so this reply starts a
-    new one; the frontend should say that the earlier context was lost.
+    new one; the frontend should say that the earlier context was lost. ``resumed``: the message
+    replied to a bot message of an earlier conversation, which this turn continued (its title,
+    for a one-line note). ``turns`` counts the completions conversation's turns after this one;
+    with ``regenerable`` it is what a Regenerate button carries, so a press after a newer turn
+    is recognised as stale.
     """
 
     text: str
     conversation_id: str
     new_conversation: bool
     context_expired: bool = False
+    mode: str = "server"
+    model: str | None = None
+    turns: int = 0
+    regenerable: bool = False
+    resumed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A turn that did not complete. The stored conversation is unchanged.
 
-    ``kind`` is an error kind from ``core.errors`` or ``"busy"`` (the chat's queue is full);
-    ``partial`` is the text already shown, which a frontend keeps and marks as cut off.
+    ``kind`` is an error kind from ``core.errors``, ``"busy"`` (the chat's queue is full),
+    ``"stopped"`` (the user pressed Stop), ``"limit_rate"`` / ``"limit_daily"`` (a per-user
+    limit; ``limit`` is its value, ``retry_after`` when the user may continue) or ``"stale"``
+    (a Regenerate that no longer applies). ``partial`` is the text already shown, which a
+    frontend keeps and marks as cut off. ``mode`` and ``model`` say what was asked.
     """
 
     kind: str
     partial: str = ""
     retry_after: float | None = None
     error: KamiyaError | None = None
+    mode: str = "server"
+    model: str | None = None
+    limit: int | None = None
 
 
 class ReplySink(Protocol):
