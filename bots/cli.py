@@ -20,7 +20,14 @@ from bots.check import run_checks
 from bots.logs import configure_logging
 from bots.runner import NoFrontend, select_frontends, serve, stop_on_signals
 from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
-from core import ConfigError, Conversations, KamiyaClient, build_http_client, load_config
+from core import (
+    ConfigError,
+    Conversations,
+    KamiyaClient,
+    build_http_client,
+    conversations_from_config,
+    load_config,
+)
 from core.fake_kamiya import FakeKamiya
 from storage import SqlStore, StorageError
 
@@ -145,15 +152,7 @@ async def _open_core(
     http = await stack.enter_async_context(build_http_client(config.kamiya))
     key = "offline" if offline else config.kamiya.api_key.get_secret_value()
     client = KamiyaClient(http, base_url=base_url, api_key=key)
-    return await stack.enter_async_context(
-        Conversations(
-            client,
-            store,
-            max_pending=config.conversation.max_pending,
-            titles=config.conversation.titles,
-            title_model=config.kamiya.title_model,
-        )
-    )
+    return await stack.enter_async_context(conversations_from_config(client, store, config))
 
 
 def _user() -> str:

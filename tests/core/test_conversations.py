@@ -82,7 +82,7 @@ async def test_reset_starts_fresh_and_keeps_the_old_one_in_history(conversations
     assert new is not None
     assert "conversationId" not in fake.requests[1].json
     assert new.conversation_id != old.conversation_id
-    history = [r.conversation_id for r in await conversations.history(CHAT)]
+    history = [e.record.conversation_id for e in await conversations.history(CHAT)]
     assert history == [new.conversation_id, old.conversation_id]
 
 
