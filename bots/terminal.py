@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.spinner import Spinner
 
+from bots.terminal_commands import COMMANDS, control
 from core import ChatKey, Failure, Reply, failure_text, text
 
 if TYPE_CHECKING:
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveSink", "PlainSink", "chat_loop", "piped_lines", "prompt_lines"]
 
-HELP = "Type a message. /reset starts a new conversation, /quit (or Ctrl-D) leaves."
+HELP = (
+    "Type a message. /reset starts a new conversation, /model [name] picks a model, "
+    "/system [text|reset] sets the system prompt, /history and /resume N go back to an "
+    "earlier conversation, /usage shows your usage, /quit (or Ctrl-D) leaves."
+)
 
 
 class PlainSink:
@@ -161,6 +166,9 @@ async def chat_loop(
             continue
         if command in {"/help", "/start"}:
             _note(console, HELP)
+            continue
+        if command in COMMANDS:
+            _note(console, await control(conversations, key, user, line))
             continue
         if console is None:
             outcome = await conversations.ask(

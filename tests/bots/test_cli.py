@@ -195,3 +195,23 @@ async def test_ctrl_d_leaves_the_terminal_chat(tmp_path: Path) -> None:
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+async def test_terminal_controls_switch_model_list_history_and_usage(tmp_path):
+    script = (
+        "hello server\n/model gpt-4\nhello model\n/system Be brief.\n/system\n"
+        "/history\n/usage\n/model default\n/resume 9\n/quit\n"
+    )
+    result = await run("chat", "--offline", cwd=tmp_path, stdin=script)
+    assert result.code == 0, result.stderr
+    notes = result.stderr
+    assert "Now using openai:gpt-4" in notes
+    assert "System prompt set." in notes
+    assert "Be brief." in notes
+    assert "Your last conversations:" in notes
+    assert "openai:gpt-4 · current" in notes
+    assert "conversation" in notes
+    assert "today 2 requests" in notes
+    assert "Back to the default" in notes
+    assert "/resume N" in notes
+    assert "Traceback" not in notes
