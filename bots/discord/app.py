@@ -1,9 +1,13 @@
 """The Discord frontend: a discord.py client with slash commands, wired to core.
 
 ``/chat`` defers at once (Discord allows 3 s), takes the channel's place in line, then edits the
-response as the reply streams; ``/reset`` and ``/help`` answer ephemerally. A thread is a channel
-of its own, so it gets its own conversation. With ``reply_to_mentions``, a message that mentions
-the bot (or a DM) is answered the same way, in plain channel messages.
+response as the reply streams, a ⏹ Stop button under its newest message; a completions-mode
+reply ends with a 🔄 Regenerate button under its last one, which the channel's next reply (or
+/reset, /model, /resume) takes away again. A thread is a channel of its own, so it gets its own
+conversation. With ``reply_to_mentions``, a message that mentions the bot (or a DM, or a reply to
+one of the bot's messages, which continues that message's conversation) is answered the same
+way, in plain channel messages. The other commands are in ``commands``, the buttons in
+``buttons``.
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
-from discord.app_commands import locale_str
 
+from bots.discord.buttons import ControlButton, parse_regen, stop_control
+from bots.discord.commands import Commands, chat_key, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.sink import DiscordReply
-from bots.discord.surface import NO_MENTIONS, DiscordSurface
+from bots.discord.surface import CHANNEL_TYPES, NO_MENTIONS, DiscordSurface, strip_buttons
 from bots.discord.texts import Translator, say
-from core import ChatKey
+from core import ChatKey, Reply, new_turn_id, text
 from core.background import Background
 from core.throttle import Gates, PaceLimits
 
 if TYPE_CHECKING:
+    from bots.discord.surface import Channel
     from core import Config, Conversations, DiscordSettings
 
 __all__ = ["MAX_PROMPT", "DiscordFrontend"]
@@ -54,6 +60,9 @@ class DiscordFrontend:
         self._runner: asyncio.Task[None] | None = None
         self._tasks = Background("discord")
         self._gates = Gates()
+        self._commands = Commands(self, conversations, config.discord)
+        # Per channel, the message whose Regenerate button still applies (this process's).
+        self._regenerable: dict[ChatKey, tuple[Channel, int]] = {}
         settings = self._settings
         self._limits = PaceLimits(
             per_second=1 / settings.min_edit_interval_s,
@@ -103,9 +112,11 @@ class DiscordFrontend:
         self._client = self._runner = None
 
     async def setup(self, tree: app_commands.CommandTree[_Client]) -> None:
-        """Register the commands and sync them: to the configured guilds at once, else global."""
+        """Register the commands and buttons; sync: to the configured guilds at once, else
+        globally."""
         await tree.set_translator(Translator())
-        _register(tree, self)
+        register(tree, self._commands)
+        tree.client.add_dynamic_items(ControlButton)
         guilds = [discord.Object(gid) for gid in self._settings.guild_ids]
         for guild in guilds:
             tree.copy_global_to(guild=guild)
@@ -113,7 +124,7 @@ class DiscordFrontend:
         if not guilds:
             await tree.sync()
 
-    # Commands.
+    # Replies.
 
     async def chat(self, interaction: discord.Interaction, prompt: str) -> None:
         locale = str(interaction.locale)
@@ -122,18 +133,17 @@ class DiscordFrontend:
                 say("too_long", locale, length=len(prompt), limit=MAX_PROMPT), ephemeral=True
             )
             return
-        channel = interaction.channel
-        if channel is None or interaction.channel_id is None:
+        channel = self._channel_of(interaction)
+        if channel is None:
             return
         surface = DiscordSurface(
-            channel,  # type: ignore[arg-type]
+            channel,
             interaction=interaction,
             header=_header(prompt),
             budget_s=self._settings.interaction_budget_s,
         )
-        key = ChatKey("discord", str(interaction.channel_id))
         # Take the channel's place in line before the first await, then acknowledge.
-        self._answer(key, prompt, surface, str(interaction.user.id), locale)
+        self._answer(chat_key(interaction), surface, str(interaction.user.id), locale, prompt)
         try:
             await interaction.response.defer(thinking=True)
         except discord.HTTPException as exc:
@@ -141,27 +151,16 @@ class DiscordFrontend:
             surface.abandon_interaction()
         surface.ready.set()
 
-    async def reset(self, interaction: discord.Interaction) -> None:
-        locale = str(interaction.locale)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self._conversations.reset(ChatKey("discord", str(interaction.channel_id)))
-        await interaction.followup.send(say("reset", locale), ephemeral=True)
-
-    async def help(self, interaction: discord.Interaction) -> None:
-        locale = str(interaction.locale)
-        text = say("help", locale)
-        if self._settings.reply_to_mentions:
-            text += "\n" + say("mentions", locale)
-        await interaction.response.send_message(text, ephemeral=True)
-
     async def on_message(self, message: discord.Message) -> None:
         client = self.client
-        if not self._settings.reply_to_mentions or message.author.bot or client.user is None:
+        me = client.user
+        if not self._settings.reply_to_mentions or message.author.bot or me is None:
             return
+        replied = _replied_to(message, me.id)
         private = isinstance(message.channel, discord.DMChannel)
-        if not private and client.user not in message.mentions:
+        if not private and me not in message.mentions and replied is None:
             return
-        prompt = re.sub(rf"<@!?{client.user.id}>", "", message.content).strip()
+        prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
         if not prompt:
             return
         if len(prompt) > MAX_PROMPT:
@@ -170,25 +169,151 @@ class DiscordFrontend:
                 allowed_mentions=NO_MENTIONS,
             )
             return
-        surface = DiscordSurface(message.channel, reply_to=message)
-        key = ChatKey("discord", str(message.channel.id))
-        self._answer(key, prompt, surface, str(message.author.id), None)
+        channel = message.channel
+        if not isinstance(channel, CHANNEL_TYPES):
+            channel = client.get_partial_messageable(channel.id)
+        surface = DiscordSurface(channel, reply_to=message)
+        key = ChatKey("discord", str(channel.id))
+        self._answer(key, surface, str(message.author.id), None, prompt, reply_to=replied)
         with contextlib.suppress(discord.HTTPException):
-            await message.channel.typing()
+            await channel.typing()
+
+    async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
+        """A ``kamiya:`` button; always answered, if only with the stale notice."""
+        locale = str(interaction.locale)
+        try:
+            if action == "stop":
+                await self._press_stop(interaction, arg)
+            elif action == "regen" and (target := parse_regen(arg)) is not None:
+                await self._press_regenerate(interaction, *target)
+            else:
+                await interaction.response.send_message(text("stale", locale), ephemeral=True)
+        except Exception:
+            log.exception("discord: a %s button press failed", action)
+            if not interaction.response.is_done():
+                with contextlib.suppress(discord.HTTPException):
+                    await interaction.response.send_message(
+                        text("internal", locale), ephemeral=True
+                    )
+
+    async def invalidate(self, key: ChatKey) -> None:
+        """The channel's Regenerate button no longer applies: take it away."""
+        previous = self._regenerable.pop(key, None)
+        if previous is not None:
+            await _strip(previous)
+
+    async def _press_stop(self, interaction: discord.Interaction, turn_id: str) -> None:
+        if self._conversations.stop(turn_id):
+            await interaction.response.defer()  # the reply's own final edit shows the stop
+        else:
+            stale = text("stale", str(interaction.locale))
+            await interaction.response.send_message(stale, ephemeral=True)
+
+    async def _press_regenerate(
+        self, interaction: discord.Interaction, turns: int, conversation_id: str
+    ) -> None:
+        """Answer the last message again, as a new reply under the pressed one.
+
+        The press is acknowledged by taking the button away (type 7), so a second press
+        cannot queue a second regeneration; core says whether the button still applied.
+        """
+        locale = str(interaction.locale)
+        channel = self._channel_of(interaction)
+        if channel is None:
+            await interaction.response.send_message(text("stale", locale), ephemeral=True)
+            return
+        key = chat_key(interaction)
+        tracked = self._regenerable.get(key)
+        pressed = interaction.message
+        if tracked is not None and pressed is not None and tracked[1] == pressed.id:
+            del self._regenerable[key]
+        surface = DiscordSurface(
+            channel,
+            interaction=interaction,
+            header=f"-# {say('regenerated', locale)}\n",
+            budget_s=self._settings.interaction_budget_s,
+            first_followup=True,
+        )
+        self._answer(
+            key,
+            surface,
+            str(interaction.user.id),
+            locale,
+            regenerate=(conversation_id, turns),
+        )
+        try:
+            await interaction.response.edit_message(view=None)
+        except discord.HTTPException as exc:
+            log.warning("discord: could not acknowledge a button press (%s)", exc)
+            surface.abandon_interaction()
+        surface.ready.set()
 
     def _answer(
-        self, key: ChatKey, prompt: str, surface: DiscordSurface, user: str, locale: str | None
+        self,
+        key: ChatKey,
+        surface: DiscordSurface,
+        user: str,
+        locale: str | None,
+        prompt: str = "",
+        *,
+        reply_to: str | None = None,
+        regenerate: tuple[str, int] | None = None,
     ) -> None:
+        turn_id = new_turn_id()
+        surface.streaming = stop_control(turn_id, locale)
         gate = self._gates.get(key.chat_id, self._limits)
-        sink = DiscordReply(surface, gate, locale=locale)
+        sink = DiscordReply(surface, gate, locale=locale, whisper_stale=regenerate is not None)
+        conversations = self._conversations
 
         async def run() -> None:
             try:
-                await self._conversations.ask(key, prompt, sink, user_id=user, language=locale)
+                if regenerate is None:
+                    outcome = await conversations.ask(
+                        key,
+                        prompt,
+                        sink,
+                        user_id=user,
+                        language=locale,
+                        turn_id=turn_id,
+                        reply_to=reply_to,
+                    )
+                else:
+                    conversation_id, turns = regenerate
+                    outcome = await conversations.regenerate(
+                        key,
+                        conversation_id,
+                        turns,
+                        sink,
+                        user_id=user,
+                        language=locale,
+                        turn_id=turn_id,
+                    )
+                if isinstance(outcome, Reply):
+                    await self._finished(key, surface, outcome)
             finally:
                 await sink.aclose()
 
         self._tasks.spawn(run())
+
+    async def _finished(self, key: ChatKey, surface: DiscordSurface, reply: Reply) -> None:
+        """A reply is shown: a newer reply makes the channel's last Regenerate stale; its
+        messages are remembered, so replying to one continues its conversation."""
+        previous = self._regenerable.pop(key, None)  # before any await: replies end in order
+        last = surface.last_message_id
+        if reply.regenerable and surface.closing is not None and last is not None:
+            self._regenerable[key] = (surface.channel, last)
+        if previous is not None and previous[1] != last:
+            await _strip(previous)
+        ids = [str(message_id) for message_id in surface.message_ids]
+        await self._conversations.remember(key, reply.conversation_id, ids)
+
+    def _channel_of(self, interaction: discord.Interaction) -> Channel | None:
+        channel = interaction.channel
+        if isinstance(channel, CHANNEL_TYPES):
+            return channel
+        if interaction.channel_id is None:
+            return None
+        return self.client.get_partial_messageable(interaction.channel_id)
 
 
 class _Client(discord.Client):
@@ -211,22 +336,28 @@ class _Client(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         await self.frontend.on_message(message)
 
+    async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
+        """``bots.discord.buttons.Presses``: where a pressed button lands."""
+        await self.frontend.press(interaction, action, arg)
 
-def _register(tree: app_commands.CommandTree[_Client], frontend: DiscordFrontend) -> None:
-    @tree.command(name="chat", description=locale_str("Ask Kamiya; the reply streams in"))
-    @app_commands.describe(prompt=locale_str("What to ask"))
-    async def chat(
-        interaction: discord.Interaction, prompt: app_commands.Range[str, 1, 6000]
-    ) -> None:
-        await frontend.chat(interaction, prompt)
 
-    @tree.command(name="reset", description=locale_str("Start a new conversation in this channel"))
-    async def reset(interaction: discord.Interaction) -> None:
-        await frontend.reset(interaction)
+def _replied_to(message: discord.Message, bot_id: int) -> str | None:
+    """The id of the bot's message that ``message`` replies to, if it replies to one."""
+    reference = message.reference
+    if reference is None or reference.message_id is None:
+        return None
+    resolved = reference.resolved
+    if not isinstance(resolved, discord.Message) or resolved.author.id != bot_id:
+        return None
+    return str(reference.message_id)
 
-    @tree.command(name="help", description=locale_str("What this bot does"))
-    async def help_(interaction: discord.Interaction) -> None:
-        await frontend.help(interaction)
+
+async def _strip(target: tuple[Channel, int]) -> None:
+    channel, message_id = target
+    try:
+        await strip_buttons(channel, message_id)
+    except discord.HTTPException as exc:  # deleted meanwhile (404), or not ours to edit
+        log.info("discord: could not remove a stale button: %s", exc)
 
 
 def _header(prompt: str) -> str:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bots.discord.buttons import regen_control
 from bots.discord.texts import say
-from core import failure_markdown
+from core import failure_markdown, text
 from core.throttle import LiveRenderer
 
 if TYPE_CHECKING:
@@ -25,10 +26,18 @@ log = logging.getLogger(__name__)
 class DiscordReply:
     """Shows one reply; created per prompt, driven by core."""
 
-    def __init__(self, surface: DiscordSurface, gate: ChatGate, *, locale: str | None) -> None:
+    def __init__(
+        self,
+        surface: DiscordSurface,
+        gate: ChatGate,
+        *,
+        locale: str | None,
+        whisper_stale: bool = False,
+    ) -> None:
         self._surface = surface
         self._renderer = LiveRenderer(surface, gate)
         self._locale = locale
+        self._whisper_stale = whisper_stale  # a stale button press: tell only the presser
         self.outcome: Reply | Failure | None = None
 
     async def queued(self, ahead: int) -> None:
@@ -43,13 +52,22 @@ class DiscordReply:
 
     async def finished(self, reply: Reply) -> None:
         self.outcome = reply
-        text = reply.text
+        shown = reply.text
         if reply.context_expired:
-            text = f"-# {say('expired', self._locale)}\n{text}"
-        await self._renderer.finish(text)
+            shown = f"-# {say('expired', self._locale)}\n{shown}"
+        if reply.resumed is not None:
+            shown = f"-# ↪ {text('continued', self._locale, title=reply.resumed)}\n{shown}"
+        if reply.regenerable:
+            self._surface.closing = regen_control(reply.turns, reply.conversation_id, self._locale)
+        await self._renderer.finish(shown)
 
     async def failed(self, failure: Failure) -> None:
         self.outcome = failure
+        if failure.kind == "stale" and self._whisper_stale and not failure.partial:
+            await self._renderer.aclose()
+            await self._surface.retract()
+            await self._surface.whisper(text("stale", self._locale))
+            return
         await self._renderer.finish(failure_markdown(failure, self._locale))
 
     async def aclose(self) -> None:

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bots.discord.buttons import view_of
 from bots.discord.format import MAX_CHARS, fence_at, split, tidy_partial
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["NO_MENTIONS", "DiscordSurface"]
+    from bots.discord.buttons import Control
+
+__all__ = ["CHANNEL_TYPES", "NO_MENTIONS", "Channel", "DiscordSurface", "strip_buttons"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,24 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 
 _TOKEN_GONE = {50027, 10015, 10062}  # invalid webhook token, unknown webhook/interaction
+
+#: Where a reply can go, and whose messages can be edited by id through the channel.
+Channel = (
+    discord.TextChannel
+    | discord.Thread
+    | discord.DMChannel
+    | discord.VoiceChannel
+    | discord.StageChannel
+    | discord.PartialMessageable
+)
+CHANNEL_TYPES = (
+    discord.TextChannel,
+    discord.Thread,
+    discord.DMChannel,
+    discord.VoiceChannel,
+    discord.StageChannel,
+    discord.PartialMessageable,
+)
 
 
 class _Frozen(Exception):
@@ -41,26 +62,35 @@ class _Frozen(Exception):
 class _Shown:
     kind: str  # "original", "followup" or "channel"
     content: str
-    message: discord.Message | discord.WebhookMessage | None = None
+    message: discord.Message | discord.WebhookMessage | discord.InteractionMessage | None = None
+    control: Control | None = None  # the button under it
 
 
 class DiscordSurface:
-    """A ``core.throttle.Surface`` for one reply; interaction-backed or channel-only."""
+    """A ``core.throttle.Surface`` for one reply; interaction-backed or channel-only.
+
+    ``streaming`` is the button under the newest message while the reply grows (Stop);
+    ``closing`` the one under the last message of the final text (Regenerate), set by the
+    sink before the final text. ``first_followup``: the interaction's own response is taken
+    (a pressed button's message), so the reply starts with a follow-up.
+    """
 
     def __init__(
         self,
-        channel: discord.abc.Messageable,
+        channel: Channel,
         *,
         interaction: discord.Interaction | None = None,
         header: str = "",
         reply_to: discord.Message | None = None,
         budget_s: float = 840.0,
+        first_followup: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
         self._interaction = interaction
         self._header = header
         self._reply_to = reply_to
+        self._first_followup = first_followup
         self._clock = clock
         self._deadline = clock() + budget_s
         self._shown: list[_Shown] = []
@@ -68,6 +98,8 @@ class DiscordSurface:
         self._frozen_at = 0  # characters of the reply they hold
         self._last_markdown = ""
         self._lock = asyncio.Lock()
+        self.streaming: Control | None = None
+        self.closing: Control | None = None
         self.ready = asyncio.Event()  # set once the interaction is acknowledged
         if interaction is None:
             self.ready.set()
@@ -76,28 +108,59 @@ class DiscordSurface:
     def interactive(self) -> bool:
         return self._interaction is not None
 
+    @property
+    def channel(self) -> Channel:
+        return self._channel
+
+    @property
+    def message_ids(self) -> list[int]:
+        """The messages that show the reply, in order (those whose id is known)."""
+        return [shown.message.id for shown in self._shown if shown.message is not None]
+
+    @property
+    def last_message_id(self) -> int | None:
+        last = self._shown[-1] if self._shown else None
+        return None if last is None or last.message is None else last.message.id
+
     async def notice(self, line: str) -> None:
         """A status line (queued) in the first message, until the reply replaces it."""
         async with self._lock:
             if self._last_markdown:
                 return
-            await self._sync([self._header + line])
+            await self._sync([self._header + line], last=None)
+
+    async def retract(self) -> None:
+        """Delete what this reply showed (a queued notice for a press that was stale)."""
+        async with self._lock:
+            while len(self._shown) > self._frozen:
+                await self._delete(self._shown.pop())
+
+    async def whisper(self, line: str) -> None:
+        """A line only the user who acted sees (an ephemeral follow-up), else a channel one."""
+        await self.ready.wait()
+        if self._interaction is not None:
+            await self._interaction.followup.send(
+                line, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await self._channel.send(line, allowed_mentions=NO_MENTIONS)
 
     async def show(self, markdown: str) -> int:
-        return await self._present(markdown)
+        return await self._present(markdown, final=False)
 
     async def final(self, markdown: str) -> int:
-        return await self._present(markdown or "…")
+        return await self._present(markdown or "…", final=True)
 
-    async def _present(self, markdown: str) -> int:
+    async def _present(self, markdown: str, *, final: bool) -> int:
+        last = self.closing if final else self.streaming
         async with self._lock:
             await self.ready.wait()
             if self.interactive and self._clock() >= self._deadline:
                 self._freeze("the interaction token is about to expire")
             try:
-                return await self._sync(self._layout(markdown), markdown)
+                return await self._sync(self._layout(markdown), markdown, last=last)
             except _Frozen:  # the token died mid-way: lay out again, in channel messages
-                return 1 + await self._sync(self._layout(markdown), markdown)
+                return 1 + await self._sync(self._layout(markdown), markdown, last=last)
 
     def _layout(self, markdown: str) -> list[str]:
         frozen = [shown.content for shown in self._shown[: self._frozen]]
@@ -114,13 +177,28 @@ class DiscordSurface:
             parts[0] = self._header + parts[0]
         return frozen + parts
 
-    async def _sync(self, contents: list[str], markdown: str | None = None) -> int:
+    def _controls(self, count: int, last: Control | None) -> list[Control | None]:
+        """The button goes under the newest message; frozen ones keep what they have."""
+        controls: list[Control | None] = [None] * count
+        for index in range(min(self._frozen, count)):
+            controls[index] = self._shown[index].control
+        if count > self._frozen:
+            controls[-1] = last
+        return controls
+
+    async def _sync(
+        self, contents: list[str], markdown: str | None = None, *, last: Control | None
+    ) -> int:
+        """Make the channel show ``contents``, with ``last`` under the newest message."""
         await self.ready.wait()
-        calls = 0
-        for index, content in enumerate(contents):
-            if index < len(self._shown) and self._shown[index].content == content:
-                continue
-            calls += await self._put(index, content)
+        calls = await self._strip_frozen()
+        controls = self._controls(len(contents), last)
+        for index, (content, control) in enumerate(zip(contents, controls, strict=True)):
+            if index < len(self._shown):
+                shown = self._shown[index]
+                if shown.content == content and shown.control == control:
+                    continue
+            calls += await self._put(index, content, control)
         while len(self._shown) > max(len(contents), self._frozen):
             calls += 1
             await self._delete(self._shown.pop())
@@ -128,13 +206,14 @@ class DiscordSurface:
             self._last_markdown = markdown
         return calls
 
-    async def _put(self, index: int, content: str) -> int:
+    async def _put(self, index: int, content: str, control: Control | None) -> int:
         try:
             if index < len(self._shown):
-                await self._edit(self._shown[index], content)
-                self._shown[index].content = content
+                shown = self._shown[index]
+                await self._edit(shown, content, control)
+                shown.content, shown.control = content, control
             else:
-                self._shown.append(await self._create(index, content))
+                self._shown.append(await self._create(index, content, control))
         except discord.HTTPException as exc:
             if self.interactive and exc.code in _TOKEN_GONE:
                 self._freeze(f"Discord ended the interaction ({exc.code})")
@@ -154,29 +233,52 @@ class DiscordSurface:
         self._frozen = len(self._shown)
         self._frozen_at = len(self._last_markdown)
 
-    async def _create(self, index: int, content: str) -> _Shown:
-        interaction = self._interaction
-        if interaction is not None and index == 0:
-            await interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS)
-            return _Shown("original", content)
-        if interaction is not None:
-            message = await interaction.followup.send(
-                content, wait=True, allowed_mentions=NO_MENTIONS
-            )
-            return _Shown("followup", content, message)
-        if index == 0 and self._reply_to is not None:
-            sent = await self._reply_to.reply(content, allowed_mentions=NO_MENTIONS)
-        else:
-            sent = await self._channel.send(content, allowed_mentions=NO_MENTIONS)
-        return _Shown("channel", content, sent)
+    async def _strip_frozen(self) -> int:
+        """A frozen message keeps its text, but not a button: that moves to the newest one.
 
-    async def _edit(self, shown: _Shown, content: str) -> None:
+        Its token is gone, so the edit goes through the channel, as the bot wrote it.
+        """
+        calls = 0
+        for shown in self._shown[: self._frozen]:
+            if shown.control is None:
+                continue
+            shown.control = None
+            if shown.message is None:
+                continue
+            calls += 1
+            try:
+                await strip_buttons(self._channel, shown.message.id)
+            except discord.HTTPException as exc:
+                log.info("discord: could not remove a button from a frozen message: %s", exc)
+        return calls
+
+    async def _create(self, index: int, content: str, control: Control | None) -> _Shown:
+        interaction = self._interaction
+        view = view_of(control) or discord.utils.MISSING
+        if interaction is not None and index == 0 and not self._first_followup:
+            original = await interaction.edit_original_response(
+                content=content, view=view_of(control), allowed_mentions=NO_MENTIONS
+            )
+            return _Shown("original", content, original, control)
+        if interaction is not None:
+            sent = await interaction.followup.send(
+                content, wait=True, view=view, allowed_mentions=NO_MENTIONS
+            )
+            return _Shown("followup", content, sent, control)
+        if index == 0 and self._reply_to is not None:
+            reply = await self._reply_to.reply(content, view=view, allowed_mentions=NO_MENTIONS)
+            return _Shown("channel", content, reply, control)
+        message = await self._channel.send(content, view=view, allowed_mentions=NO_MENTIONS)
+        return _Shown("channel", content, message, control)
+
+    async def _edit(self, shown: _Shown, content: str, control: Control | None) -> None:
+        view = view_of(control) if control != shown.control else discord.utils.MISSING
         if shown.kind == "original" and self._interaction is not None:
             await self._interaction.edit_original_response(
-                content=content, allowed_mentions=NO_MENTIONS
+                content=content, view=view, allowed_mentions=NO_MENTIONS
             )
         elif shown.message is not None:
-            await shown.message.edit(content=content, allowed_mentions=NO_MENTIONS)
+            await shown.message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
 
     async def _delete(self, shown: _Shown) -> None:
         try:
@@ -186,3 +288,8 @@ class DiscordSurface:
                 await shown.message.delete()
         except discord.HTTPException as exc:
             log.warning("discord: could not delete a surplus message: %s", exc)
+
+
+async def strip_buttons(channel: Channel, message_id: int) -> None:
+    """Remove the buttons under one of the bot's messages, through the channel."""
+    await channel.get_partial_message(message_id).edit(view=None)

@@ -4,31 +4,50 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
 
 from bots.discord.app import DiscordFrontend
 from core import Conversations, KamiyaClient, load_config
-from storage import SqlStore
+from storage import MemoryStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
     from core import Config
+    from storage import ConversationStore
 
 TOKEN = "discord-test-token"
+COMMANDS = sorted(
+    ["chat", "help", "history", "model", "reset", "resume", "stats", "stop", "system", "usage"]
+)
 
 
 @dataclass
 class Bot:
     frontend: DiscordFrontend
     conversations: Conversations
-    store: SqlStore
+    store: ConversationStore
+
+
+class Clock:
+    """Core's wall clock, moved by hand (``advance``) to expire conversations or limits."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 def write_config(folder: Path, *, kamiya_url: str, key: str, extra: str = "") -> Config:
+    """``extra`` is TOML appended after ``[discord]``: its keys, then other sections."""
     path = folder / "bot.toml"
     path.write_text(
         f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n'
@@ -39,16 +58,51 @@ def write_config(folder: Path, *, kamiya_url: str, key: str, extra: str = "") ->
     return load_config(path, {})
 
 
+def conversations_for(
+    client: KamiyaClient,
+    store: ConversationStore,
+    config: Config,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    titles: bool = False,
+) -> Conversations:
+    """As ``core.conversations_from_config``, with titles off and the clock injectable."""
+    settings = config.conversation
+    return Conversations(
+        client,
+        store,
+        max_pending=settings.max_pending,
+        titles=titles,
+        title_model=config.kamiya.title_model,
+        models=config.kamiya.models,
+        system_prompt=settings.system_prompt,
+        history_chars=settings.history_chars,
+        resume_window=timedelta(hours=settings.resume_window_h),
+        requests_per_minute=config.limits.requests_per_minute,
+        chars_per_day=config.limits.chars_per_day,
+        clock=clock or Clock(),
+    )
+
+
 @asynccontextmanager
-async def running_bot(config: Config) -> AsyncIterator[Bot]:
-    """The fake's ``patch_discord`` must be in force (discord.py's endpoints are class-wide)."""
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as http,
-        await SqlStore.open(config.storage.url) as store,
-    ):
+async def running_bot(
+    config: Config,
+    *,
+    store: ConversationStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+    titles: bool = False,
+) -> AsyncIterator[Bot]:
+    """The fake's ``patch_discord`` must be in force (discord.py's endpoints are class-wide).
+
+    Pass a ``store`` to keep conversations across two bots (a restart); by default each bot
+    gets a fresh ``MemoryStore``.
+    """
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as http:
         key = config.kamiya.api_key.get_secret_value()
         client = KamiyaClient(http, base_url=config.kamiya.base_url, api_key=key)
-        async with Conversations(client, store, titles=False) as conversations:
+        store = store if store is not None else MemoryStore()
+        conversations = conversations_for(client, store, config, clock=clock, titles=titles)
+        async with conversations:
             frontend = DiscordFrontend(config, conversations, guild_ready_timeout=0.05)
             await frontend.start()
             try:

@@ -9,6 +9,7 @@ import pytest
 
 from bots.discord.format import split
 from core.fake_kamiya import Script
+from tests.bots.discord.harness import COMMANDS
 from tests.fakes.discord import CHANNEL_ID, THREAD_ID
 from tests.waiting import until
 
@@ -29,7 +30,7 @@ async def settled(bot: Bot, dc: FakeDiscord, *interactions: Interaction) -> None
 
 async def test_commands_are_synced_globally_at_start(dc, bot):
     assert dc.syncs
-    assert sorted(dc.syncs[-1].names) == ["chat", "help", "reset"]
+    assert sorted(dc.syncs[-1].names) == COMMANDS
     assert dc.syncs[-1].guild_id is None
 
 

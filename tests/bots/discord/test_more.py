@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from core.fake_kamiya import Script
+from tests.bots.discord.harness import COMMANDS
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID
 from tests.waiting import until
 
@@ -77,7 +78,7 @@ async def test_mentions_are_ignored_by_default(dc, fake, bot):
 @pytest.mark.parametrize("settings_toml", [f"guild_ids = [{GUILD_ID}]"])
 async def test_guild_ids_sync_commands_to_the_guild_at_once(dc, bot):
     assert [s.guild_id for s in dc.syncs] == [GUILD_ID]
-    assert sorted(dc.syncs[0].names) == ["chat", "help", "reset"]
+    assert sorted(dc.syncs[0].names) == COMMANDS
 
 
 async def test_commands_are_localised_and_the_prompt_is_required(dc, bot):
