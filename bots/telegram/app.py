@@ -3,6 +3,9 @@
 Handlers never wait on Kamiya or on a slow Telegram call: PTB runs them one update at a time, so
 each one takes the chat's place in line (``Conversations.ask`` does that synchronously) inside a
 task it spawns and returns. The frontend owns those tasks and ends them on ``stop``.
+
+Updates are messages (questions and commands) and callback queries (inline buttons: Stop,
+Regenerate, and the /model and /resume keyboards, see ``keyboards``). Every press is answered.
 """
 
 from __future__ import annotations
@@ -10,26 +13,45 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from telegram import BotCommand, BotCommandScopeDefault, ReplyParameters, Update
+from telegram import BotCommand, BotCommandScopeDefault, Message, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
-from bots.telegram.api import call
+from bots.telegram import keyboards, outbox
+from bots.telegram.controls import Answer, Controls
+from bots.telegram.marks import drop_keyboard
 from bots.telegram.paste import PasteJoiner
-from bots.telegram.routing import chat_key, is_private, prompt_text, thread_of, triggered
-from bots.telegram.sink import TelegramReply
-from bots.telegram.surface import Target, TelegramSurface
+from bots.telegram.replies import Replies
+from bots.telegram.routing import (
+    chat_key,
+    command_argument,
+    is_private,
+    prompt_text,
+    replied_bot_message,
+    thread_of,
+    triggered,
+)
 from bots.telegram.texts import COMMANDS, say
+from core import text
 from core.background import Background
-from core.throttle import Gates, PaceLimits, RetryLater
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Awaitable, Callable, Coroutine, Hashable
 
-    from telegram import Bot, Message, User
+    from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, User
     from telegram.ext import ContextTypes
 
     from core import ChatKey, Config, Conversations, TelegramSettings
+
+    Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[object, object, None]]
+    Control = Callable[[ChatKey, User, str, str | None], Awaitable[Answer]]
 
 __all__ = ["TelegramFrontend"]
 
@@ -48,24 +70,14 @@ class TelegramFrontend:
         self._conversations = conversations
         self._app: Application | None = None  # type: ignore[type-arg]
         self._tasks = Background("telegram")
-        self._gates = Gates()
-        self._no_drafts: set[int] = set()
         self._refused: set[tuple[int, int]] = set()
         self._paste = PasteJoiner(self._flush_paste, window=self._settings.paste_window_s)
         self._pending: dict[Hashable, Message] = {}
-        settings = self._settings
-        self._private = PaceLimits(
-            per_second=settings.per_chat_per_s,
-            burst=settings.per_chat_burst,
-            global_per_second=settings.global_per_s,
-        )
-        self._group = PaceLimits(
-            per_second=settings.per_chat_per_s,
-            burst=settings.per_chat_burst,
-            window_calls=settings.group_per_min,
-            window_s=60.0,
-            global_per_second=settings.global_per_s,
-        )
+        self._replied: dict[
+            Hashable, int
+        ] = {}  # a paste that replied to one of the bot's messages
+        self._replies = Replies(conversations, self._settings, lambda: self.bot)
+        self._controls = Controls(conversations, admins=self._settings.admin_user_ids)
 
     @property
     def bot(self) -> Bot:
@@ -95,9 +107,23 @@ class TelegramFrontend:
             .base_file_url(file_base)
             .build()
         )
-        app.add_handler(CommandHandler("start", self._on_start))
-        app.add_handler(CommandHandler("help", self._on_start))
-        app.add_handler(CommandHandler(["reset", "new"], self._on_reset))
+        controls = self._controls
+        handlers: dict[str, Handler] = {
+            "start": self._on_start,
+            "help": self._on_start,
+            "reset": self._on_reset,
+            "new": self._on_reset,
+            "stop": self._on_stop,
+            "model": self._control(lambda k, u, a, lang: controls.model(k, a, lang), flush=True),
+            "system": self._control(lambda k, u, a, lang: controls.system(k, a, lang), flush=True),
+            "history": self._control(lambda k, u, a, lang: controls.history(k, lang)),
+            "resume": self._control(lambda k, u, a, lang: controls.resume(k, a, lang), flush=True),
+            "usage": self._control(lambda k, u, a, lang: controls.usage(u.id, lang)),
+            "stats": self._control(lambda k, u, a, lang: controls.stats(u.id, lang)),
+        }
+        for name, handler in handlers.items():
+            app.add_handler(CommandHandler(name, handler))
+        app.add_handler(CallbackQueryHandler(self._on_press))
         app.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, self._on_message)
         )
@@ -108,7 +134,8 @@ class TelegramFrontend:
         if app.updater is None:
             raise RuntimeError("python-telegram-bot was built without an updater")
         await app.updater.start_polling(
-            timeout=int(settings.poll_timeout_s), allowed_updates=[Update.MESSAGE]
+            timeout=int(settings.poll_timeout_s),
+            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
         )
         await app.start()
         log.info("telegram: serving as @%s", self.bot_user.username)
@@ -157,6 +184,33 @@ class TelegramFrontend:
         lang = message.from_user.language_code if message.from_user else None
         self._tasks.spawn(self._reset(message, key, lang))
 
+    async def _on_stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or not self._allowed(message):
+            return
+        if not self._conversations.stop_chat(self._key(message)):
+            lang = message.from_user.language_code if message.from_user else None
+            self._tasks.spawn(self._say(message, text("nothing_to_stop", lang)))
+
+    def _control(self, control: Control, *, flush: bool = False) -> Handler:
+        """A command handler for one of the chat controls; ``flush``: it may change the
+        conversation, so a paste still being joined goes to the conversation it was sent in."""
+
+        async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            message = update.effective_message
+            if message is None or message.from_user is None or not self._allowed(message):
+                return
+            if flush:
+                self._paste.flush_all()
+            user, key = message.from_user, self._key(message)
+            arg = command_argument(message)
+            lang = user.language_code
+            self._tasks.spawn(
+                self._controlled(message, key, lang, lambda: control(key, user, arg, lang))
+            )
+
+        return handler
+
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
         if message is None or message.from_user is None or message.from_user.is_bot:
@@ -167,80 +221,158 @@ class TelegramFrontend:
         if message.text is None and message.caption is None:
             self._tasks.spawn(self._say(message, say("text_only", lang)))
             return
-        text = prompt_text(message, self.bot_user)
-        if not text:
+        prompt = prompt_text(message, self.bot_user)
+        if not prompt:
             return  # whitespace, or a bare mention: nothing to answer
         paste_key = (message.chat.id, thread_of(message), message.from_user.id)
         self._pending[paste_key] = message
-        self._paste.feed(paste_key, text)
+        replied = replied_bot_message(message, self.bot_user)
+        if replied is not None:
+            self._replied.setdefault(paste_key, replied)
+        self._paste.feed(paste_key, prompt)
 
-    def _flush_paste(self, paste_key: Hashable, text: str) -> None:
+    def _flush_paste(self, paste_key: Hashable, prompt: str) -> None:
         message = self._pending.pop(paste_key)
+        replied = self._replied.pop(paste_key, None)
         if message.from_user is not None:
-            self._tasks.spawn(self._answer(message, message.from_user, self._key(message), text))
+            key = self._key(message)
+            self._tasks.spawn(
+                self._replies.answer(message, message.from_user, key, prompt, replied)
+            )
+
+    async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        user, message = query.from_user, query.message
+        lang = user.language_code
+        press = keyboards.parse(query.data)
+        if press is None or not isinstance(message, Message):
+            self._tasks.spawn(outbox.answer_query(query, text("stale", lang)))
+            return
+        if not self._user_allowed(user):
+            self._tasks.spawn(outbox.answer_query(query, say("not_allowed", lang)))
+            return
+        key = chat_key(message, group_scope=self._settings.group_scope, user=user)
+        if press.kind == keyboards.STOP:
+            stopped = self._conversations.stop(press.value)
+            self._tasks.spawn(outbox.answer_query(query, None if stopped else text("stale", lang)))
+        elif press.kind == keyboards.REGENERATE:
+            self._regenerate(query, message, user, key, press)
+        elif press.kind == keyboards.MODEL:
+            self._paste.flush_all()
+            model = press.value
+
+            def switch() -> Awaitable[Answer]:
+                return self._controls.switch_model(key, model, lang)
+
+            self._tasks.spawn(self._pressed(query, message, key, switch, early=True))
+        else:
+            self._paste.flush_all()
+            hashed, value = press.kind == keyboards.RESUME_DIGEST, press.value
+
+            def resume() -> Awaitable[Answer]:
+                return self._controls.resume_pressed(key, value, lang, hashed=hashed)
+
+            self._tasks.spawn(self._pressed(query, message, key, resume))
+
+    def _regenerate(
+        self,
+        query: CallbackQuery,
+        message: Message,
+        user: User,
+        key: ChatKey,
+        press: keyboards.Press,
+    ) -> None:
+        """Only the chat's latest reply may be regenerated; any other press is stale (an older
+        reply, or one from before a restart), and its button goes."""
+        marks = self._replies.marks
+        if not marks.holds(key, message.chat.id, message.message_id):
+            self._tasks.spawn(self._stale(query, message, user.language_code))
+            return
+        marks.take(key)  # now, so a second press is stale
+        self._tasks.spawn(outbox.answer_query(query))
+        self._tasks.spawn(self._replies.regenerate(message, user, key, press.value, press.turns))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error while handling an update", exc_info=context.error)
 
     # Work, in spawned tasks.
 
-    async def _answer(self, message: Message, user: User, key: ChatKey, text: str) -> None:
-        bot = self.bot
-        chat_id = message.chat.id
-        private = is_private(message)
-        target = Target(chat_id, thread_of(message), message.message_id)
-        surface = TelegramSurface(
-            bot,
-            target,
-            draft=private
-            and self._settings.stream_mode == "draft"
-            and chat_id not in self._no_drafts,
-            on_draft_refused=lambda: self._no_drafts.add(chat_id),
-        )
-        gate = self._gates.get(chat_id, self._private if private else self._group)
-        sink = TelegramReply(bot, target, surface, gate, language_code=user.language_code)
+    async def _controlled(
+        self,
+        message: Message,
+        key: ChatKey,
+        lang: str | None,
+        work: Callable[[], Awaitable[Answer]],
+    ) -> None:
+        answer = await self._attempt(work, lang)
+        if answer.changed:
+            await self._replies.marks.remove(key)
+        await self._say(message, answer.text, answer.keyboard)
+
+    async def _pressed(
+        self,
+        query: CallbackQuery,
+        message: Message,
+        key: ChatKey,
+        work: Callable[[], Awaitable[Answer]],
+        *,
+        early: bool = False,
+    ) -> None:
+        """A /model or /resume button: the keyboard's message becomes the outcome, unless the
+        outcome is a notice (the user may pick another). ``early``: answer the press first, as
+        the work may take a while (a model's permission is probed)."""
+        lang = query.from_user.language_code
+        if early:
+            await outbox.answer_query(query)
+        answer = await self._attempt(work, lang)
+        if answer.notice is not None and not early:
+            await outbox.answer_query(query, answer.notice)
+            return
+        if not early:
+            await outbox.answer_query(query)
+        if answer.changed:
+            await self._replies.marks.remove(key)
+        await outbox.edit(self.bot, message, answer.text, answer.keyboard)
+
+    async def _stale(self, query: CallbackQuery, message: Message, lang: str | None) -> None:
+        await outbox.answer_query(query, text("stale", lang))
+        await drop_keyboard(self.bot, message.chat.id, message.message_id)
+
+    async def _attempt(self, work: Callable[[], Awaitable[Answer]], lang: str | None) -> Answer:
+        """The edge of a control: whatever goes wrong becomes one line."""
         try:
-            await self._conversations.ask(
-                key,
-                text,
-                sink,
-                user_id=str(user.id),
-                language=user.language_code,
-            )
-        finally:
-            await sink.aclose()
+            return await work()
+        except Exception:
+            log.exception("telegram: a chat control failed")
+            line = text("internal", lang)
+            return Answer(line, notice=line)
 
     async def _reset(self, message: Message, key: ChatKey, lang: str | None) -> None:
         await self._conversations.reset(key)
+        await self._replies.marks.remove(key)
         await self._say(message, say("reset", lang))
 
-    async def _say(self, message: Message, line: str) -> None:
-        bot = self.bot
-        try:
-            await call(
-                lambda: bot.send_message(
-                    message.chat.id,
-                    line,
-                    message_thread_id=thread_of(message),
-                    reply_parameters=None if is_private(message) else _reply_to(message),
-                )
-            )
-        except (TelegramError, RetryLater) as exc:
-            log.warning("telegram: could not answer chat %s: %r", message.chat.id, exc)
+    async def _say(
+        self, message: Message, line: str, keyboard: InlineKeyboardMarkup | None = None
+    ) -> None:
+        await outbox.say(self.bot, message, line, keyboard)
 
     def _key(self, message: Message) -> ChatKey:
         return chat_key(message, group_scope=self._settings.group_scope)
 
-    def _allowed(self, message: Message) -> bool:
+    def _user_allowed(self, user: User) -> bool:
         allowed = self._settings.allowed_user_ids
+        return not allowed or user.id in allowed
+
+    def _allowed(self, message: Message) -> bool:
         user = message.from_user
-        if not allowed or (user is not None and user.id in allowed):
+        if user is None and not self._settings.allowed_user_ids:
+            return True
+        if user is not None and self._user_allowed(user):
             return True
         if user is not None and (message.chat.id, user.id) not in self._refused:
             self._refused.add((message.chat.id, user.id))  # one polite refusal, then silence
             self._tasks.spawn(self._say(message, say("not_allowed", user.language_code)))
         return False
-
-
-def _reply_to(message: Message) -> ReplyParameters:
-    return ReplyParameters(message.message_id, allow_sending_without_reply=True)

@@ -17,7 +17,15 @@ from core import ChatKey
 if TYPE_CHECKING:
     from telegram import Message, User
 
-__all__ = ["chat_key", "is_private", "prompt_text", "thread_of", "triggered"]
+__all__ = [
+    "chat_key",
+    "command_argument",
+    "is_private",
+    "prompt_text",
+    "replied_bot_message",
+    "thread_of",
+    "triggered",
+]
 
 
 def is_private(message: Message) -> bool:
@@ -29,11 +37,14 @@ def thread_of(message: Message) -> int | None:
     return message.message_thread_id if message.is_topic_message else None
 
 
-def chat_key(message: Message, *, group_scope: str) -> ChatKey:
+def chat_key(message: Message, *, group_scope: str, user: User | None = None) -> ChatKey:
+    """The conversation ``message`` belongs to; ``user`` (default: its sender) is whose it is
+    when each user of a group has their own, as for a button under one of the bot's messages."""
     thread = thread_of(message)
     scope = None
-    if not is_private(message) and group_scope == "user" and message.from_user is not None:
-        scope = f"u{message.from_user.id}"
+    user = user or message.from_user
+    if not is_private(message) and group_scope == "user" and user is not None:
+        scope = f"u{user.id}"
     return ChatKey(
         "telegram", str(message.chat.id), None if thread is None else str(thread), scope
     )
@@ -57,6 +68,19 @@ def _replies_to_bot(message: Message, bot: User) -> bool:
     if replied is None or replied.forum_topic_created is not None:
         return False  # in a topic every message "replies" to the topic's first message
     return replied.from_user is not None and replied.from_user.id == bot.id
+
+
+def replied_bot_message(message: Message, bot: User) -> int | None:
+    """The id of the bot's message this one replies to, if it does."""
+    replied = message.reply_to_message
+    return replied.message_id if replied is not None and _replies_to_bot(message, bot) else None
+
+
+def command_argument(message: Message) -> str:
+    """What follows the command (``/system  be brief`` → ``be brief``), line breaks kept."""
+    body = message.text or message.caption or ""
+    parts = body.split(maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
 
 
 def triggered(message: Message, bot: User) -> bool:

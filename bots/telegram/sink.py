@@ -11,8 +11,9 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
 from bots.telegram.api import call
+from bots.telegram.keyboards import regenerate_keyboard
 from bots.telegram.texts import say
-from core import failure_markdown
+from core import failure_markdown, text
 from core.throttle import LiveRenderer, RetryLater
 
 if TYPE_CHECKING:
@@ -59,11 +60,15 @@ class TelegramReply:
         self._renderer.update(text)
 
     async def finished(self, reply: Reply) -> None:
+        self._surface.final_markup = regenerate_keyboard(reply, self._lang)
         await self._end(reply.text)
         if reply.context_expired:
             await self._notice(say("expired", self._lang))
+        if reply.resumed is not None:
+            await self._notice(text("continued", self._lang, title=reply.resumed))
 
     async def failed(self, failure: Failure) -> None:
+        self._surface.final_markup = None
         await self._end(failure_markdown(failure, self._lang))
 
     async def aclose(self) -> None:

@@ -4,6 +4,11 @@ Both modes keep ``sent``, the real messages of the reply in order, so the final 
 made exact the same way: each rendered chunk (≤ 4096 UTF-16 units) is compared with the message
 that holds it, differing ones are edited, missing ones sent, surplus ones deleted. Draft mode
 commits a chunk as a real message as soon as the reply outgrows it and animates only the tail.
+
+Buttons are part of a message's state too: while a reply streams by edits, each of its messages
+carries ``stop`` (drafts cannot carry buttons); the final state has none but ``final_markup``
+on the last message (Regenerate). A message whose text is final but whose buttons are not gets
+only its keyboard edited.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from telegram import LinkPreviewOptions, ReplyParameters
+from telegram import InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bots.telegram.api import call
@@ -59,13 +64,16 @@ class TelegramSurface:
         *,
         draft: bool,
         on_draft_refused: Callable[[], None] = lambda: None,
+        stop: InlineKeyboardMarkup | None = None,
     ) -> None:
         self._bot = bot
         self._target = target
         self._draft = draft
         self._draft_id = random.randint(1, 2**31 - 1)  # noqa: S311 - an id, not a secret
         self._on_draft_refused = on_draft_refused
-        self._sent: list[tuple[int, Chunk]] = []
+        self._stop = stop
+        self.final_markup: InlineKeyboardMarkup | None = None  # on the last message, at the end
+        self._sent: list[tuple[int, Chunk, InlineKeyboardMarkup | None]] = []
         self._last_draft: Chunk | None = None
         self._lock = asyncio.Lock()
         self.visible = asyncio.Event()
@@ -76,7 +84,7 @@ class TelegramSurface:
 
     @property
     def message_ids(self) -> list[int]:
-        return [message_id for message_id, _ in self._sent]
+        return [message_id for message_id, _, _ in self._sent]
 
     async def placeholder(self) -> None:
         """An empty draft: Telegram shows its own "Thinking…" until text arrives."""
@@ -100,12 +108,13 @@ class TelegramSurface:
                     return await self._show_draft(chunks)
                 except _DraftRefused:
                     self._fall_back()
-            return await self._sync(chunks)
+            return await self._sync(chunks, [self._stop] * len(chunks))
 
     async def final(self, markdown: str) -> int:
         async with self._lock:
             chunks = split(markdown) or [Chunk("…", ())]
-            return await self._sync(chunks)
+            markups = [None] * (len(chunks) - 1) + [self.final_markup]
+            return await self._sync(chunks, markups)
 
     def _fall_back(self) -> None:
         log.info("chat %s: drafts refused, streaming by edits", self._target.chat_id)
@@ -115,7 +124,7 @@ class TelegramSurface:
     async def _show_draft(self, chunks: list[Chunk]) -> int:
         calls = 0
         while len(self._sent) < len(chunks) - 1:  # the reply outgrew a message: commit it
-            calls += await self._put(len(self._sent), chunks[len(self._sent)])
+            calls += await self._put(len(self._sent), chunks[len(self._sent)], None)
         tail = chunks[-1]
         if tail != self._last_draft:
             await self._send_draft(tail)
@@ -145,14 +154,16 @@ class TelegramSurface:
             raise _DraftRefused from exc
         self._last_draft = chunk
 
-    async def _sync(self, chunks: list[Chunk]) -> int:
+    async def _sync(self, chunks: list[Chunk], markups: list[InlineKeyboardMarkup | None]) -> int:
         calls = 0
-        for index, chunk in enumerate(chunks):
+        for index, (chunk, markup) in enumerate(zip(chunks, markups, strict=True)):
             if index < len(self._sent) and self._sent[index][1] == chunk:
+                if self._sent[index][2] != markup:
+                    calls += await self._mark(index, markup)
                 continue
-            calls += await self._put(index, chunk)
+            calls += await self._put(index, chunk, markup)
         while len(self._sent) > len(chunks):
-            message_id, _ = self._sent.pop()
+            message_id, _, _ = self._sent.pop()
             calls += 1
             try:
                 await call(partial(self._bot.delete_message, self._target.chat_id, message_id))
@@ -161,23 +172,44 @@ class TelegramSurface:
         self.visible.set()
         return calls
 
-    async def _put(self, index: int, chunk: Chunk) -> int:
+    async def _put(self, index: int, chunk: Chunk, markup: InlineKeyboardMarkup | None) -> int:
         """Make message ``index`` show ``chunk``: edit it if it exists, else send it."""
         if index < len(self._sent):
             message_id = self._sent[index][0]
             try:
-                await self._edit(message_id, chunk)
+                await self._edit(message_id, chunk, markup)
             except BadRequest as exc:
                 if "not found" not in exc.message.lower():
                     raise
-                self._sent[index] = (await self._send(chunk, first=index == 0), chunk)
+                sent = await self._send(chunk, markup, first=index == 0)
+                self._sent[index] = (sent, chunk, markup)
                 return 2
-            self._sent[index] = (message_id, chunk)
+            self._sent[index] = (message_id, chunk, markup)
             return 1
-        self._sent.append((await self._send(chunk, first=index == 0), chunk))
+        self._sent.append((await self._send(chunk, markup, first=index == 0), chunk, markup))
         return 1
 
-    async def _send(self, chunk: Chunk, *, first: bool) -> int:
+    async def _mark(self, index: int, markup: InlineKeyboardMarkup | None) -> int:
+        """Only the buttons of message ``index`` change (its text is already right)."""
+        message_id, chunk, _ = self._sent[index]
+        try:
+            await call(
+                lambda: self._bot.edit_message_reply_markup(
+                    self._target.chat_id, message_id, reply_markup=markup
+                )
+            )
+        except BadRequest as exc:
+            reason = exc.message.lower()
+            if "not found" in reason:
+                return 1 + await self._put(index, chunk, markup)  # sends it anew
+            if "not modified" not in reason:
+                raise
+        self._sent[index] = (message_id, chunk, markup)
+        return 1
+
+    async def _send(
+        self, chunk: Chunk, markup: InlineKeyboardMarkup | None, *, first: bool
+    ) -> int:
         target = self._target
         reply = None
         if first and target.reply_to is not None:
@@ -191,19 +223,24 @@ class TelegramSurface:
                 message_thread_id=target.thread_id,
                 reply_parameters=reply,
                 link_preview_options=_NO_PREVIEW,
+                reply_markup=markup,
             )
 
         message = await _entities_or_plain(send)
         return message.message_id
 
-    async def _edit(self, message_id: int, chunk: Chunk) -> None:
+    async def _edit(
+        self, message_id: int, chunk: Chunk, markup: InlineKeyboardMarkup | None
+    ) -> None:
         async def edit(entities: bool) -> object:
+            # Without reply_markup Telegram removes the message's buttons, which is meant.
             return await self._bot.edit_message_text(
                 chunk.text,
                 chat_id=self._target.chat_id,
                 message_id=message_id,
                 entities=chunk.entities if entities else None,
                 link_preview_options=_NO_PREVIEW,
+                reply_markup=markup,
             )
 
         try:

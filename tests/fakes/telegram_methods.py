@@ -44,6 +44,12 @@ _CHAT_ACTIONS = frozenset(
     | {"upload_video_note"}
 )
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+MAX_CALLBACK_BYTES = 64
+_BUTTON_ACTIONS = frozenset(
+    {"callback_data", "url", "login_url", "switch_inline_query", "web_app", "pay"}
+    | {"switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "callback_game"}
+    | {"copy_text"}
+)
 
 
 class BotMethods(TelegramUsers):
@@ -220,6 +226,8 @@ class BotMethods(TelegramUsers):
                 "query is too old and response timeout expired or query ID is invalid"
             )
         self._callbacks[query_id] = True
+        answer: JsonObject = {k: params[k] for k in ("text", "show_alert", "url") if k in params}
+        self.callback_answers[query_id] = answer
         return True
 
     # Helpers that need the state.
@@ -349,7 +357,31 @@ def _message_id_param(params: JsonObject) -> int:
 
 def _markup(params: JsonObject) -> JsonObject | None:
     markup = params.get("reply_markup")
-    return markup if isinstance(markup, dict) else None
+    if not isinstance(markup, dict):
+        return None
+    keyboard = markup.get("inline_keyboard")
+    if keyboard is not None:
+        _check_inline_keyboard(keyboard)
+    return markup
+
+
+def _check_inline_keyboard(keyboard: object) -> None:
+    """Buttons as Telegram checks them: a label, and callback data of 1-64 bytes."""
+    if not isinstance(keyboard, list) or not all(isinstance(row, list) for row in keyboard):
+        raise bad_request(
+            "can't parse inline keyboard button: InlineKeyboardMarkup must be an array"
+        )
+    for row in keyboard:
+        for button in row:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                raise bad_request("can't parse inline keyboard button: Text must be a string")
+            data = button.get("callback_data")
+            if data is not None and (
+                not isinstance(data, str) or not 1 <= len(data.encode()) <= MAX_CALLBACK_BYTES
+            ):
+                raise bad_request("BUTTON_DATA_INVALID")
+            if not (_BUTTON_ACTIONS & button.keys()):
+                raise bad_request("text buttons are unallowed in the inline keyboard")
 
 
 def _scope_key(scope: object) -> str:

@@ -141,6 +141,21 @@ class TelegramUsers(TelegramWorld):
         self._queue("callback_query", query)
         return query
 
+    def press(self, user: JsonObject, message: JsonObject | Msg, label: str) -> JsonObject:
+        """``user`` presses the button labelled ``label`` (or whose label contains it) that
+        ``message`` shows now; a button it does not show is a test error, not a press."""
+        key = _key(message)
+        stored = self._messages.get(key)
+        rows = (stored.reply_markup or {}).get("inline_keyboard") if stored else None
+        buttons = [button for row in rows or [] for button in row]
+        found = [b for b in buttons if b["text"] == label] or [
+            b for b in buttons if label in b["text"]
+        ]
+        if len(found) != 1 or "callback_data" not in found[0]:
+            shown = [b["text"] for b in buttons]
+            raise ValueError(f"message {key} shows no single button {label!r}; it shows {shown}")
+        return self.callback_query(user, message, found[0]["callback_data"])
+
     def send_update(self, update: JsonObject) -> JsonObject:
         """Queue any update as given (a bare Message is wrapped as ``message``); no filtering.
 

@@ -79,6 +79,7 @@ class TelegramWorld:
         self._draft_log: dict[int, list[Draft]] = {}
         self._live_drafts: dict[tuple[int, int | None, int], Draft] = {}
         self._callbacks: dict[str, bool] = {}  # query id → answered
+        self.callback_answers: dict[str, JsonObject] = {}  # query id → answerCallbackQuery
         self._serials = itertools.count(1)
         self._wakeup = asyncio.Event()
 
@@ -129,6 +130,17 @@ class TelegramWorld:
             for (chat, _, _), draft in self._live_drafts.items()
             if chat == chat_id and now - draft.at < DRAFT_TTL_S
         ]
+
+    def buttons(self, chat_id: int, message_id: int) -> list[str]:
+        """The labels of a message's inline buttons as the chat shows them now, row by row."""
+        msg = self._messages.get((chat_id, message_id))
+        markup = msg.reply_markup if msg is not None and not msg.deleted else None
+        rows = (markup or {}).get("inline_keyboard") or []
+        return [button["text"] for row in rows for button in row]
+
+    def answered(self, query: JsonObject) -> JsonObject | None:
+        """How the bot answered a callback query (``{}``: without text), ``None``: not yet."""
+        return self.callback_answers.get(query["id"])
 
     @property
     def pending_updates(self) -> list[JsonObject]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
+from storage import MemoryStore
 from tests.bots.telegram.harness import TOKEN, Bot, running_bot, write_config
 from tests.conftest import KEY
 from tests.fakes.telegram import FakeTelegram, Limits
@@ -16,6 +18,20 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from core.fake_kamiya import FakeKamiya
+    from storage import ConversationStore
+
+
+class Clock:
+    """Core's clock: the real time, moved on by hand (``advance``) to skip hours."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
 
 
 @pytest.fixture(autouse=True)
@@ -46,14 +62,30 @@ def settings_toml() -> str:
 
 
 @pytest.fixture
-def make_bot(
-    tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path, settings_toml: str
+def core_clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def bot_store() -> ConversationStore | None:
+    """The store the bots of a test share; ``None``: the configured SQLite database."""
+    return MemoryStore()
+
+
+@pytest.fixture
+def make_bot(  # noqa: PLR0917 - pytest passes fixtures by name
+    tg: FakeTelegram,
+    fake: FakeKamiya,
+    tmp_path: Path,
+    settings_toml: str,
+    core_clock: Clock,
+    bot_store: ConversationStore | None,
 ) -> Callable[[], AbstractAsyncContextManager[Bot]]:
-    """Build a bot on the same database each time: calling it twice is a restart."""
+    """Build a bot on the same storage each time: calling it twice is a restart."""
     config = write_config(
         tmp_path, kamiya_url=fake.base_url, telegram_url=tg.base_url, extra=settings_toml, key=KEY
     )
-    return lambda: running_bot(config)
+    return lambda: running_bot(config, clock=core_clock, store=bot_store)
 
 
 @pytest.fixture

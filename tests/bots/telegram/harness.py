@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,10 +14,12 @@ from core import Conversations, KamiyaClient, load_config
 from storage import SqlStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from datetime import datetime
     from pathlib import Path
 
     from core import Config
+    from storage import ConversationStore
 
 TOKEN = "123456:TEST-TOKEN"
 KAMIYA_KEY = "sk-kamiya-test-0123456789abcdef"
@@ -28,7 +31,7 @@ class Bot:
 
     frontend: TelegramFrontend
     conversations: Conversations
-    store: SqlStore
+    store: ConversationStore
 
 
 def write_config(
@@ -46,17 +49,47 @@ def write_config(
 
 
 @asynccontextmanager
-async def running_bot(config: Config, *, titles: bool = False) -> AsyncIterator[Bot]:
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as http,
-        await SqlStore.open(config.storage.url) as store,
-    ):
+async def running_bot(
+    config: Config,
+    *,
+    titles: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    store: ConversationStore | None = None,
+) -> AsyncIterator[Bot]:
+    """The bot as ``kamiya-bot run`` wires it from ``config``; ``store`` (kept open: a restart
+    that shares it keeps its data) replaces the configured database, ``clock`` core's clock."""
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        )
+        if store is None:
+            store = await stack.enter_async_context(await SqlStore.open(config.storage.url))
         key = config.kamiya.api_key.get_secret_value()
         client = KamiyaClient(http, base_url=config.kamiya.base_url, api_key=key)
-        async with Conversations(client, store, titles=titles) as conversations:
-            frontend = TelegramFrontend(config, conversations)
-            await frontend.start()
-            try:
-                yield Bot(frontend, conversations, store)
-            finally:
-                await frontend.stop()
+        conversations = await stack.enter_async_context(
+            Conversations(client, store, titles=titles, **_core_settings(config, clock))
+        )
+        frontend = TelegramFrontend(config, conversations)
+        await frontend.start()
+        try:
+            yield Bot(frontend, conversations, store)
+        finally:
+            await frontend.stop()
+
+
+def _core_settings(config: Config, clock: Callable[[], datetime] | None) -> dict[str, Any]:
+    """What ``core.conversations_from_config`` takes from the config, and the test's clock."""
+    settings = config.conversation
+    kwargs: dict[str, Any] = {
+        "max_pending": settings.max_pending,
+        "title_model": config.kamiya.title_model,
+        "models": config.kamiya.models,
+        "system_prompt": settings.system_prompt,
+        "history_chars": settings.history_chars,
+        "resume_window": timedelta(hours=settings.resume_window_h),
+        "requests_per_minute": config.limits.requests_per_minute,
+        "chars_per_day": config.limits.chars_per_day,
+    }
+    if clock is not None:
+        kwargs["clock"] = clock
+    return kwargs

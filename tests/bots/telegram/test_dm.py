@@ -194,8 +194,14 @@ async def test_command_menu_is_registered_in_english_and_chinese(tg, bot):
     calls = tg.calls_of("setMyCommands")
     languages = {c.params.get("language_code") for c in calls}
     assert languages == {None, "zh"}
-    names = [c["command"] for c in calls[0].params["commands"]]
-    assert names == ["start", "help", "reset", "new"]
+    for call in calls:
+        names = [c["command"] for c in call.params["commands"]]
+        assert names == [
+            *("start", "help", "reset", "new", "model", "system", "history", "resume"),
+            *("usage", "stats", "stop"),
+        ]
+    zh = next(c for c in calls if c.params.get("language_code") == "zh")
+    assert zh.params["commands"][4]["description"] == "查看或切换模型"
 
 
 async def test_long_paste_cut_by_telegram_is_one_request(tg, fake, bot):
