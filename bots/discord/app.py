@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bots.discord.buttons import ControlButton, parse_regen, stop_control
+from bots.discord.buttons import ControlButton, orphaned, parse_regen, stop_control
 from bots.discord.commands import Commands, chat_key, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.sink import DiscordReply
@@ -339,6 +339,15 @@ class _Client(discord.Client):
     async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
         """``bots.discord.buttons.Presses``: where a pressed button lands."""
         await self.frontend.press(interaction, action, arg)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A press on a button its message no longer shows (no dynamic item runs for it)."""
+        press = orphaned(interaction)
+        if press is not None:
+            action, arg = press
+            # A Stop may have moved to a newer message of a reply still streaming; any other
+            # button was taken away because it no longer applies (or was pressed already).
+            await self.frontend.press(interaction, action if action == "stop" else "stale", arg)
 
 
 def _replied_to(message: discord.Message, bot_id: int) -> str | None:

@@ -6,6 +6,10 @@ with the client at start. So a press reaches the bot whatever process sent the b
 sent before a restart is answered (as stale, if it no longer applies) instead of Discord's
 "This interaction failed". Views made of dynamic items only are not kept per message by
 discord.py, so a bot that streams all day holds no view per reply.
+
+discord.py hands a press to the dynamic item only while the message still shows the button;
+a client that has not seen an edit yet can press one already taken away, and Discord then
+sends the message as it is now. ``orphaned`` recognises such a press, so it is answered too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import discord
 from core import text
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Self
 
 __all__ = [
@@ -27,6 +32,8 @@ __all__ = [
     "Control",
     "ControlButton",
     "Presses",
+    "orphaned",
+    "parse_regen",
     "regen_control",
     "stop_control",
     "view_of",
@@ -76,6 +83,23 @@ def view_of(control: Control | None) -> discord.ui.View | None:
     view = discord.ui.View(timeout=None)  # never expires: the press handler is the template
     view.add_item(ControlButton(control.action, control.arg, control.label, control.emoji))
     return view
+
+
+def orphaned(interaction: discord.Interaction) -> tuple[str, str] | None:
+    """(action, arg) of a press on a ``kamiya:`` button its message no longer shows."""
+    message = interaction.message
+    data: Mapping[str, object] = interaction.data or {}
+    custom_id = data.get("custom_id")
+    if interaction.type is not discord.InteractionType.component or message is None:
+        return None
+    match = re.fullmatch(_TEMPLATE, custom_id) if isinstance(custom_id, str) else None
+    if match is None:
+        return None
+    for row in message.components:
+        for component in getattr(row, "children", [row]):
+            if getattr(component, "custom_id", None) == custom_id:
+                return None  # still shown: the dynamic item handles it
+    return match["action"], match["arg"]
 
 
 @runtime_checkable

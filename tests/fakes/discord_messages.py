@@ -2,8 +2,9 @@
 
 The records are what tests inspect (``Msg``, ``Interaction``, ``Ping``, ``Revision``,
 ``Sync``); the functions are the checks Discord applies to every send and edit: content at
-most 2000 characters (code points), embeds within 6000, no empty message, and who
-allowed_mentions lets a message ping. A ``Msg`` is mutable: an edit updates it in place and
+most 2000 characters (code points), embeds within 6000, components (at most 5 action rows of
+5 buttons, custom_id 1-100 characters and unique, label at most 80), no empty message, and
+who allowed_mentions lets a message ping. A ``Msg`` is mutable: an edit updates it in place and
 appends to ``history``, so a test holding one sees the channel as it is now.
 """
 
@@ -30,7 +31,9 @@ __all__ = [
     "Ping",
     "Revision",
     "Sync",
+    "buttons",
     "check_allowed",
+    "check_components",
     "check_message",
     "current_fields",
     "mentions",
@@ -47,15 +50,21 @@ _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _EVERYONE = re.compile(r"@(?:everyone|here)")
 # What makes a message non-empty for Discord; content alone is checked for length.
 _BODY_KEYS = ("embeds", "attachments", "components", "sticker_ids", "poll")
+_MAX_ROWS = 5
+_MAX_ROW_ITEMS = 5
+_MAX_LABEL = 80
+_MAX_CUSTOM_ID = 100
 
 
 class Revision(NamedTuple):
-    """One content a message had: ``action`` is "defer", "send" or "edit"."""
+    """One content a message had: ``action`` is "defer", "send" or "edit"; ``buttons`` the
+    custom_ids of the buttons under it then."""
 
     at: float
     content: str
     action: str
     allowed_mentions: JsonObject | None
+    buttons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,18 @@ class Msg:
     @property
     def from_bot(self) -> bool:
         return self.kind != "user"
+
+    @property
+    def buttons(self) -> list[str]:
+        """The custom_ids of the (enabled or not) buttons under the message now."""
+        return [str(b.get("custom_id")) for b in buttons(self.components) if b.get("custom_id")]
+
+    def button(self, prefix: str) -> str:
+        """The custom_id of the one button starting with ``prefix``; LookupError if none."""
+        found = [custom_id for custom_id in self.buttons if custom_id.startswith(prefix)]
+        if len(found) != 1:
+            raise LookupError(f"message {self.id} has buttons {self.buttons}, not one {prefix!r}")
+        return found[0]
 
 
 @dataclass(eq=False, slots=True)
@@ -255,8 +276,81 @@ def check_message(fields: JsonObject) -> None:
         raise p.form_error(
             ("embeds",), "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
         )
+    check_components(fields["components"])
     if not content and not any(fields.get(key) for key in _BODY_KEYS):
         raise p.empty_message()
+
+
+def check_components(rows: object) -> None:
+    """Discord's checks of classic components: action rows (type 1) of buttons (type 2)."""
+    if not isinstance(rows, list):
+        raise p.form_error(("components",), "BASE_TYPE_ARRAY", "Must be an array.")
+    if len(rows) > _MAX_ROWS:
+        raise p.form_error(
+            ("components",), "BASE_TYPE_MAX_LENGTH", f"Must be {_MAX_ROWS} or fewer in length."
+        )
+    seen: set[str] = set()
+    for r, row in enumerate(rows):
+        where: tuple[str, ...] = ("components", str(r))
+        if not isinstance(row, dict) or row.get("type") != 1:
+            raise p.form_error(where, "UNION_TYPE_CHOICES", "Value of field must be one of (1,).")
+        items = row.get("components") or []
+        if not 1 <= len(items) <= _MAX_ROW_ITEMS:
+            raise p.form_error(
+                (*where, "components"),
+                "BASE_TYPE_BAD_LENGTH",
+                f"Must be between 1 and {_MAX_ROW_ITEMS} in length.",
+            )
+        for i, item in enumerate(items):
+            _check_button((*where, "components", str(i)), item, seen)
+
+
+def _check_button(where: tuple[str, ...], item: object, seen: set[str]) -> None:
+    if not isinstance(item, dict) or item.get("type") != 2:
+        raise p.form_error(where, "UNION_TYPE_CHOICES", "Value of field must be one of (2,).")
+    style = item.get("style")
+    if style not in (1, 2, 3, 4, 5):
+        raise p.form_error((*where, "style"), "ENUM_TYPE_COERCE", f"Value {style} is not valid.")
+    label = item.get("label")
+    if label is not None and len(str(label)) > _MAX_LABEL:
+        raise p.form_error(
+            (*where, "label"),
+            "BASE_TYPE_MAX_LENGTH",
+            f"Must be {_MAX_LABEL} or fewer in length.",
+        )
+    if not label and not item.get("emoji"):
+        raise p.form_error((*where, "label"), "BASE_TYPE_REQUIRED", "This field is required")
+    custom_id = item.get("custom_id")
+    if style == 5:
+        if not item.get("url") or custom_id is not None:
+            raise p.form_error(
+                (*where, "url"), "BUTTON_COMPONENT_URL_REQUIRED", "A link button needs a url."
+            )
+        return
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= _MAX_CUSTOM_ID:
+        raise p.form_error(
+            (*where, "custom_id"),
+            "BASE_TYPE_BAD_LENGTH",
+            f"Must be between 1 and {_MAX_CUSTOM_ID} in length.",
+        )
+    if custom_id in seen:
+        raise p.form_error(
+            (*where, "custom_id"),
+            "COMPONENT_CUSTOM_ID_DUPLICATED",
+            "Component custom id cannot be duplicated",
+        )
+    seen.add(custom_id)
+
+
+def buttons(rows: Iterable[object]) -> list[JsonObject]:
+    """The buttons of a message's action rows, in order."""
+    return [
+        item
+        for row in rows
+        if isinstance(row, dict)
+        for item in row.get("components") or []
+        if isinstance(item, dict) and item.get("type") == 2
+    ]
 
 
 def check_allowed(body: JsonObject) -> None:

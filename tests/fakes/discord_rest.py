@@ -265,12 +265,7 @@ class DiscordRest(DiscordUsers):
             if kind == 7:
                 self._edit_message(message, data)
         elif kind == 8:
-            choices = data.get("choices") or []
-            if len(choices) > 25:
-                raise p.form_error(
-                    ("data", "choices"), "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-                )
-            inter.choices = list(choices)
+            inter.choices = _checked_choices(data.get("choices") or [])
         inter.original_message = message
         inter.responses.append(body)
         inter.acknowledged_at = self._clock()
@@ -401,3 +396,27 @@ class DiscordRest(DiscordUsers):
         if budget is None or not self.limits.headers:
             return {}
         return rate_limit_headers(budget, with_bucket=True)
+
+
+def _checked_choices(choices: object) -> list[JsonObject]:
+    """Autocomplete's answer: at most 25 choices, names 1-100 characters, string values at
+    most 100."""
+    where = ("data", "choices")
+    if not isinstance(choices, list):
+        raise p.form_error(where, "BASE_TYPE_ARRAY", "Must be an array.")
+    if len(choices) > 25:
+        raise p.form_error(where, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    for index, choice in enumerate(choices):
+        at = (*where, str(index))
+        if not isinstance(choice, dict):
+            raise p.form_error(at, "DICT_TYPE_CONVERT", "Only dictionaries may be used.")
+        name, value = str(choice.get("name") or ""), choice.get("value")
+        if not 1 <= len(name) <= 100:
+            raise p.form_error(
+                (*at, "name"), "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."
+            )
+        if isinstance(value, str) and len(value) > 100:
+            raise p.form_error(
+                (*at, "value"), "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."
+            )
+    return list(choices)

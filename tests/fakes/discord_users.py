@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_gateway import DIRECT_MESSAGES, GUILD_MESSAGES, MESSAGE_CONTENT, Gateway
-from tests.fakes.discord_messages import Interaction, Msg
+from tests.fakes.discord_messages import Interaction, Msg, buttons
 from tests.fakes.discord_world import DiscordWorld
 
 if TYPE_CHECKING:
@@ -159,10 +159,31 @@ class DiscordUsers(DiscordWorld):
         )
 
     def click(
-        self, message: Msg | int, custom_id: str, *, user: User | int = p.ALICE
+        self,
+        message: Msg | int,
+        custom_id: str,
+        *,
+        user: User | int = p.ALICE,
+        locale: str = "en-US",
+        stale_client: bool = False,
     ) -> Interaction:
-        """A user clicks the button ``custom_id`` on one of the bot's messages."""
+        """A user clicks the button ``custom_id`` on one of the bot's messages.
+
+        The button must be under the message now and enabled, as a client shows only those;
+        ``stale_client`` lets the user click one the message had in an earlier revision, as
+        a client that has not seen the edit yet can (or a button on a message the bot never
+        got to update before it restarted).
+        """
         found = self._message(message.id if isinstance(message, Msg) else message)
+        shown = {str(b.get("custom_id")): b for b in buttons(found.components)}
+        earlier = {custom_id for r in found.history for custom_id in r.buttons}
+        if custom_id in shown:
+            if shown[custom_id].get("disabled"):
+                raise LookupError(f"button {custom_id!r} of message {found.id} is disabled")
+        elif not (stale_client and custom_id in earlier):
+            raise LookupError(
+                f"message {found.id} shows no button {custom_id!r} (it shows {list(shown)})"
+            )
         data = {"custom_id": custom_id, "component_type": 2}
         who = self._as_user(user)
         return self._interact(
@@ -173,6 +194,7 @@ class DiscordUsers(DiscordWorld):
             user=who,
             channel_id=found.channel_id,
             guild_id=found.guild_id,
+            locale=locale,
             message=found,
         )
 

@@ -24,6 +24,7 @@ from tests.fakes.discord_messages import (
     Ping,
     Revision,
     Sync,
+    buttons,
     check_allowed,
     check_message,
     current_fields,
@@ -293,7 +294,8 @@ class DiscordWorld:
         allowed = body.get("allowed_mentions")
         allowed = allowed if isinstance(allowed, dict) else None
         now = self._clock()
-        message.history.append(Revision(now, message.content, action, allowed))
+        ids = tuple(str(b.get("custom_id")) for b in buttons(message.components))
+        message.history.append(Revision(now, message.content, action, allowed, ids))
         if action == "defer" or (action == "edit" and "content" not in body):
             self._changed()
             return

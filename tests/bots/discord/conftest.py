@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.bots.discord.harness import TOKEN, Bot, running_bot, write_config
+from tests.bots.discord.harness import TOKEN, Bot, Clock, running_bot, write_config
 from tests.conftest import KEY
 from tests.fakes.discord import FakeDiscord, Limits
 
@@ -42,9 +42,15 @@ def settings_toml() -> str:
 
 
 @pytest.fixture
+def clock() -> Clock:
+    """Core's clock for the ``bot``: ``clock.advance(hours=49)`` expires conversations."""
+    return Clock()
+
+
+@pytest.fixture
 async def bot(
-    dc: FakeDiscord, fake: FakeKamiya, tmp_path: Path, settings_toml: str
+    dc: FakeDiscord, fake: FakeKamiya, tmp_path: Path, settings_toml: str, clock: Clock
 ) -> AsyncIterator[Bot]:
     config = write_config(tmp_path, kamiya_url=fake.base_url, key=KEY, extra=settings_toml)
-    async with running_bot(config) as running:
+    async with running_bot(config, clock=clock) as running:
         yield running

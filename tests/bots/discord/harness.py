@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -11,14 +11,17 @@ import httpx
 
 from bots.discord.app import DiscordFrontend
 from core import Conversations, KamiyaClient, load_config
-from storage import MemoryStore
+from storage import SqlStore
+from tests.fakes.discord import ALICE
+from tests.waiting import until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Mapping
     from pathlib import Path
 
     from core import Config
     from storage import ConversationStore
+    from tests.fakes.discord import FakeDiscord, Interaction, User
 
 TOKEN = "discord-test-token"
 COMMANDS = sorted(
@@ -94,13 +97,16 @@ async def running_bot(
 ) -> AsyncIterator[Bot]:
     """The fake's ``patch_discord`` must be in force (discord.py's endpoints are class-wide).
 
-    Pass a ``store`` to keep conversations across two bots (a restart); by default each bot
-    gets a fresh ``MemoryStore``.
+    The store is the configured ``SqlStore`` unless one is given (a ``MemoryStore``, say).
     """
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as http:
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        )
+        if store is None:
+            store = await stack.enter_async_context(await SqlStore.open(config.storage.url))
         key = config.kamiya.api_key.get_secret_value()
         client = KamiyaClient(http, base_url=config.kamiya.base_url, api_key=key)
-        store = store if store is not None else MemoryStore()
         conversations = conversations_for(client, store, config, clock=clock, titles=titles)
         async with conversations:
             frontend = DiscordFrontend(config, conversations, guild_ready_timeout=0.05)
@@ -109,3 +115,36 @@ async def running_bot(
                 yield Bot(frontend, conversations, store)
             finally:
                 await frontend.stop()
+
+
+async def settled(bot: Bot, dc: FakeDiscord, *interactions: Interaction) -> None:
+    """Wait until each interaction was acknowledged and every reply has finished."""
+    await dc.wait_for(lambda f: all(i.acknowledged for i in interactions))
+    await until(lambda: not bot.frontend.busy, timeout=30)
+
+
+async def answer(dc: FakeDiscord, interaction: Interaction) -> str:
+    """The text a command answered with, once it is there (a deferral filled, or at once)."""
+
+    def answered(fake: FakeDiscord) -> bool:
+        message = interaction.original_message
+        return message is not None and not message.loading and not message.deleted
+
+    answered.__qualname__ = f"/{interaction.name} answered"
+    await dc.wait_for(answered)
+    return interaction.original or ""
+
+
+async def run(
+    dc: FakeDiscord,
+    name: str,
+    options: Mapping[str, object] | None = None,
+    *,
+    user: User | int = ALICE,
+    locale: str = "en-US",
+) -> str:
+    """Run a control command and return its answer, checked to be ephemeral."""
+    interaction = dc.slash(name, options, user=user, locale=locale)
+    text = await answer(dc, interaction)
+    assert interaction.ephemeral, f"/{name} answered publicly: {text!r}"
+    return text

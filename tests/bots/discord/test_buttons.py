@@ -1,0 +1,214 @@
+"""⏹ Stop and 🔄 Regenerate: pressed mid-stream, after the fact, twice, and after a restart."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from core import ChatKey
+from core.fake_kamiya import COMPLETIONS_PATH, CONVERSATION_PATH, Script
+from tests.bots.discord.harness import answer, run, running_bot, settled, write_config
+from tests.conftest import KEY
+from tests.fakes.discord import CHANNEL_ID
+from tests.waiting import until
+
+if TYPE_CHECKING:
+    from core.fake_kamiya import FakeKamiya, RecordedRequest
+    from tests.bots.discord.harness import Bot
+    from tests.fakes.discord import FakeDiscord, Interaction, Msg
+
+LONG = "".join(f"word{i} " for i in range(400))  # about 14 s at the pace below
+SLOW = {"chunk_chars": 4, "delay_s": 0.02}
+GPT4 = "openai:gpt-4"
+
+
+def asked(fake: FakeKamiya) -> list[RecordedRequest]:
+    """The completions requests that answered users (not the one-token model probes)."""
+    return [r for r in fake.requests if r.path == COMPLETIONS_PATH and "max_tokens" not in r.json]
+
+
+def last_message(dc: FakeDiscord) -> Msg:
+    return dc.visible(CHANNEL_ID)[-1]
+
+
+async def streaming(dc: FakeDiscord, interaction: Interaction) -> Msg:
+    """The reply's message once it shows text under a Stop button."""
+
+    def stop_shown(fake: FakeDiscord) -> bool:
+        message = interaction.original_message
+        return message is not None and any(b.startswith("kamiya:stop:") for b in message.buttons)
+
+    await dc.wait_for(stop_shown)
+    message = interaction.original_message
+    assert message is not None
+    return message
+
+
+async def completions(dc: FakeDiscord, bot: Bot) -> None:
+    assert "Now using" in await run(dc, "model", {"name": GPT4})
+
+
+async def test_stop_ends_the_request_keeps_the_partial_text_and_removes_the_button(dc, fake, bot):
+    fake.enqueue(Script(reply=LONG, **SLOW))
+    ran = dc.slash("chat", {"prompt": "long"})
+    message = await streaming(dc, ran)
+    stop = dc.click(message, message.button("kamiya:stop:"))
+    await settled(bot, dc, ran, stop)
+    await until(lambda: fake.requests[0].finished is not None, timeout=3)  # long before 14 s
+    assert stop.response_type == 6  # acknowledged quietly: the reply itself says it stopped
+    shown = ran.original or ""
+    assert "[stopped]" in shown
+    assert "⏹ Stopped." in shown
+    assert len(shown) < len(LONG)
+    assert message.buttons == []
+    ran = dc.slash("chat", {"prompt": "still there?"})
+    await settled(bot, dc, ran)
+    assert ran.original == "> still there?\n**Echo** (turn 1): still there?"
+
+
+async def test_stop_in_completions_mode_keeps_the_history_unchanged(dc, fake, bot):
+    await completions(dc, bot)
+    fake.enqueue(Script(reply=LONG, **SLOW), endpoint="completions")
+    ran = dc.slash("chat", {"prompt": "long"})
+    message = await streaming(dc, ran)
+    dc.click(message, message.button("kamiya:stop:"))
+    await settled(bot, dc, ran)
+    assert (ran.original or "").endswith("⏹ Stopped.")
+    assert "Kamiya may still" not in (ran.original or "")
+    ran = dc.slash("chat", {"prompt": "next"})
+    await settled(bot, dc, ran)
+    assert asked(fake)[-1].json["messages"] == [{"role": "user", "content": "next"}]
+
+
+async def test_stop_command_stops_the_channel_and_says_when_nothing_runs(dc, fake, bot):
+    assert await run(dc, "stop") == "Nothing is being answered right now."
+    fake.enqueue(Script(reply=LONG, **SLOW))
+    ran = dc.slash("chat", {"prompt": "long"})
+    await streaming(dc, ran)
+    assert await run(dc, "stop") == "Stopped."
+    await settled(bot, dc, ran)
+    assert "[stopped]" in (ran.original or "")
+
+
+async def test_a_stop_pressed_after_the_reply_ended_is_stale(dc, fake, bot):
+    fake.enqueue(Script(reply="short " * 60, chunk_chars=6, delay_s=0.02))
+    ran = dc.slash("chat", {"prompt": "short"})
+    message = await streaming(dc, ran)
+    custom_id = message.button("kamiya:stop:")
+    await settled(bot, dc, ran)
+    assert message.buttons == []
+    late = dc.click(message, custom_id, stale_client=True)
+    assert await answer(dc, late) == "That button is no longer valid."
+    assert late.ephemeral
+
+
+async def test_regenerate_answers_the_last_message_again_as_a_new_reply(dc, fake, bot):
+    await completions(dc, bot)
+    fake.enqueue(
+        Script(reply="first answer"), Script(reply="second answer"), endpoint="completions"
+    )
+    ran = dc.slash("chat", {"prompt": "q"})
+    await settled(bot, dc, ran)
+    first = last_message(dc)
+    custom_id = first.button("kamiya:regen:")
+    assert custom_id.startswith("kamiya:regen:1:local-")
+    press = dc.click(first, custom_id)
+    await settled(bot, dc, press)
+    assert press.response_type == 7  # the press took the old button away
+    assert first.buttons == []
+    again = last_message(dc)
+    assert again.content == "-# 🔄 Answered again\nsecond answer"
+    assert again.button("kamiya:regen:") == custom_id  # still one turn: the last one replaced
+    assert asked(fake)[-1].json["messages"] == [{"role": "user", "content": "q"}]
+    ran = dc.slash("chat", {"prompt": "q2"})
+    await settled(bot, dc, ran)
+    assert asked(fake)[-1].json["messages"] == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "second answer"},
+        {"role": "user", "content": "q2"},
+    ]
+
+
+async def test_only_the_newest_reply_keeps_a_regenerate_button(dc, fake, bot):
+    await completions(dc, bot)
+    ran = dc.slash("chat", {"prompt": "one"})
+    await settled(bot, dc, ran)
+    one = last_message(dc)
+    stale_id = one.button("kamiya:regen:")
+    ran = dc.slash("chat", {"prompt": "two"})
+    await settled(bot, dc, ran)
+    two = last_message(dc)
+    assert one.buttons == []
+    assert two.button("kamiya:regen:").startswith("kamiya:regen:2:")
+    late = dc.click(one, stale_id, stale_client=True)
+    assert await answer(dc, late) == "That button is no longer valid."
+    requests = len(fake.requests)
+    await run(dc, "reset")
+    assert two.buttons == []
+    assert len(fake.requests) == requests
+
+
+async def test_server_mode_replies_have_no_regenerate_button(dc, fake, bot):
+    ran = dc.slash("chat", {"prompt": "hi"})
+    await settled(bot, dc, ran)
+    assert last_message(dc).buttons == []
+    assert fake.requests[-1].path == CONVERSATION_PATH
+
+
+async def test_switching_the_model_takes_the_regenerate_button_away(dc, fake, bot):
+    await completions(dc, bot)
+    ran = dc.slash("chat", {"prompt": "one"})
+    await settled(bot, dc, ran)
+    one = last_message(dc)
+    assert one.buttons
+    assert "Back to the default" in await run(dc, "model", {"name": "default"})
+    assert one.buttons == []
+
+
+async def test_a_regenerate_that_no_longer_applies_is_told_only_to_the_presser(dc, fake, bot):
+    await completions(dc, bot)
+    ran = dc.slash("chat", {"prompt": "one"})
+    await settled(bot, dc, ran)
+    one = last_message(dc)
+    custom_id = one.button("kamiya:regen:")
+    # A second bot process, or a lost edit, could leave the button: core still says stale.
+    await bot.conversations.reset(ChatKey("discord", str(CHANNEL_ID)))
+    press = dc.click(one, custom_id)
+    await dc.wait_for(lambda f: bool(press.followups))
+    await settled(bot, dc, press)
+    [notice] = press.followups
+    assert notice.ephemeral
+    assert notice.content == "That button is no longer valid."
+    assert [m.content for m in dc.visible(CHANNEL_ID)] == [ran.original]
+
+
+@pytest.mark.parametrize("settings_toml", ["reply_to_mentions = true"])
+async def test_buttons_work_on_mention_replies_too(dc, fake, bot):
+    await completions(dc, bot)
+    dc.message(CHANNEL_ID, "question", mentions_bot=True)
+    await dc.wait_for(lambda f: bool(f.channel_messages(CHANNEL_ID)))
+    await until(lambda: not bot.frontend.busy)
+    reply = dc.channel_messages(CHANNEL_ID)[-1]
+    press = dc.click(reply, reply.button("kamiya:regen:"))
+    await settled(bot, dc, press)
+    assert reply.buttons == []
+    assert last_message(dc).content.startswith("-# 🔄 Answered again\n")
+
+
+async def test_buttons_sent_before_a_restart_are_answered_after_it(dc, fake, tmp_path):
+    config = write_config(tmp_path, kamiya_url=fake.base_url, key=KEY)
+    async with running_bot(config) as first:
+        assert "Now using" in await run(dc, "model", {"name": GPT4})
+        fake.enqueue(Script(reply="a " * 200, chunk_chars=4, delay_s=0.01), endpoint="completions")
+        ran = dc.slash("chat", {"prompt": "q"})
+        message = await streaming(dc, ran)
+        stop_id = message.button("kamiya:stop:")
+        await settled(first, dc, ran)
+    async with running_bot(config) as second:
+        late = dc.click(message, stop_id, stale_client=True)
+        assert await answer(dc, late) == "That button is no longer valid."
+        press = dc.click(message, message.button("kamiya:regen:"))
+        await settled(second, dc, press)
+        assert last_message(dc).content == "-# 🔄 Answered again\n**Echo** (turn 1): q"
+    assert all(i.acknowledged for i in dc.interactions)  # no "This interaction failed"
