@@ -19,7 +19,12 @@ if TYPE_CHECKING:
     from tests.fakes.discord import FakeDiscord, Interaction, Msg
 
 LONG = "".join(f"word{i} " for i in range(400))  # about 14 s at the pace below
-SLOW = {"chunk_chars": 4, "delay_s": 0.02}
+
+
+def slow(reply: str = LONG) -> Script:
+    return Script(reply=reply, chunk_chars=4, delay_s=0.02)
+
+
 GPT4 = "openai:gpt-4"
 
 
@@ -50,7 +55,7 @@ async def completions(dc: FakeDiscord, bot: Bot) -> None:
 
 
 async def test_stop_ends_the_request_keeps_the_partial_text_and_removes_the_button(dc, fake, bot):
-    fake.enqueue(Script(reply=LONG, **SLOW))
+    fake.enqueue(slow())
     ran = dc.slash("chat", {"prompt": "long"})
     message = await streaming(dc, ran)
     stop = dc.click(message, message.button("kamiya:stop:"))
@@ -69,7 +74,7 @@ async def test_stop_ends_the_request_keeps_the_partial_text_and_removes_the_butt
 
 async def test_stop_in_completions_mode_keeps_the_history_unchanged(dc, fake, bot):
     await completions(dc, bot)
-    fake.enqueue(Script(reply=LONG, **SLOW), endpoint="completions")
+    fake.enqueue(slow(), endpoint="completions")
     ran = dc.slash("chat", {"prompt": "long"})
     message = await streaming(dc, ran)
     dc.click(message, message.button("kamiya:stop:"))
@@ -83,7 +88,7 @@ async def test_stop_in_completions_mode_keeps_the_history_unchanged(dc, fake, bo
 
 async def test_stop_command_stops_the_channel_and_says_when_nothing_runs(dc, fake, bot):
     assert await run(dc, "stop") == "Nothing is being answered right now."
-    fake.enqueue(Script(reply=LONG, **SLOW))
+    fake.enqueue(slow())
     ran = dc.slash("chat", {"prompt": "long"})
     await streaming(dc, ran)
     assert await run(dc, "stop") == "Stopped."
