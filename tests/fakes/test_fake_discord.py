@@ -33,7 +33,7 @@ from tests.fakes.discord import (
 from tests.fakes.discord_gateway import MESSAGE_CONTENT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 TOKEN = "discord-test-token"
 
@@ -672,6 +672,91 @@ async def test_autocomplete_choices_and_button_clicks(fake: FakeDiscord) -> None
         {"name": "apricot", "value": "apricot"},
     ]
     assert (click.response_type, chosen.original) == (7, "clicked")
+
+
+async def test_components_are_checked_stored_and_returned(fake: FakeDiscord) -> None:
+    def view(*custom_ids: str, label: str = "Go") -> discord.ui.View:
+        built = discord.ui.View(timeout=None)
+        for custom_id in custom_ids:
+            built.add_item(discord.ui.Button(label=label, custom_id=custom_id))
+        return built
+
+    bot = Bot()
+    async with online(bot, fake):
+        channel = text_channel(bot)
+        sent = await channel.send("with a button", view=view("a" * 100))
+        errors = []
+        for bad in (view("a" * 101), view("x", label="l" * 81), view("")):
+            with pytest.raises(discord.HTTPException) as refused:
+                await channel.send("refused", view=bad)
+            errors.append(refused.value)
+        fetched = await channel.fetch_message(sent.id)
+        await sent.edit(view=None)
+    assert [(e.status, e.code) for e in errors] == [(400, 50035)] * 3
+    assert "In components.0.components.0.custom_id: Must be between 1 and 100" in errors[0].text
+    assert "In components.0.components.0.label: Must be 80 or fewer" in errors[1].text
+    [row] = fetched.components
+    assert isinstance(row, discord.ActionRow)
+    assert [getattr(b, "custom_id", None) for b in row.children] == ["a" * 100]
+    [message] = fake.channel_messages(CHANNEL_ID)
+    assert message.buttons == []
+    assert [r.buttons for r in message.history] == [("a" * 100,), ()]
+
+
+async def test_a_click_needs_a_shown_button_unless_the_client_is_behind(fake: FakeDiscord) -> None:
+    bot = Bot()
+    presses: list[tuple[str, int]] = []
+
+    @bot.event
+    async def on_interaction(interaction: discord.Interaction[Bot]) -> None:
+        data: Mapping[str, object] = interaction.data or {}
+        assert interaction.message is not None
+        presses.append((str(data.get("custom_id")), len(interaction.message.components)))
+        await interaction.response.send_message("pressed", ephemeral=True)
+
+    async with online(bot, fake):
+        channel = text_channel(bot)
+        button = discord.ui.Button[discord.ui.View](label="Go", custom_id="go")
+        sent = await channel.send("x", view=discord.ui.View(timeout=None).add_item(button))
+        [message] = fake.channel_messages(CHANNEL_ID)
+        shown = fake.click(message, "go", locale="zh-CN")
+        await fake.wait_for(lambda _: shown.acknowledged)
+        await sent.edit(view=None)
+        with pytest.raises(LookupError, match="shows no button 'go'"):
+            fake.click(message, "go")
+        behind = fake.click(message, "go", stale_client=True)
+        await fake.wait_for(lambda _: behind.acknowledged)
+        with pytest.raises(LookupError):
+            fake.click(message, "never", stale_client=True)
+    # Discord sends the message as it is now: the button pressed late is no longer on it.
+    assert presses == [("go", 1), ("go", 0)]
+    assert shown.payload["locale"] == "zh-CN"
+
+
+async def test_autocomplete_answers_are_checked(fake: FakeDiscord) -> None:
+    bot = Bot()
+    answers = {
+        "many": [app_commands.Choice(name=f"n{i}", value=f"v{i}") for i in range(26)],
+        "long": [app_commands.Choice(name="n" * 101, value="v")],
+        "fine": [app_commands.Choice(name="n" * 100, value="v" * 100)],
+    }
+
+    async def complete(
+        interaction: discord.Interaction[Bot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return answers[current]
+
+    @bot.tree.command(name="pick", description="Pick")
+    @app_commands.autocomplete(thing=complete)
+    async def pick(interaction: discord.Interaction[Bot], thing: str) -> None:
+        await interaction.response.send_message(thing)
+
+    async with online(bot, fake):
+        typed = [fake.autocomplete("pick", {"thing": t}, focused="thing") for t in answers]
+        await fake.wait_for(lambda f: len(f.calls_of("callback")) == 3)
+    assert [t.acknowledged for t in typed] == [False, False, True]
+    assert [c.code for c in fake.calls_of("callback")] == [50035, 50035, None]
+    assert typed[2].choices == [{"name": "n" * 100, "value": "v" * 100}]
 
 
 async def test_stop_is_quick_with_a_connected_bot() -> None:
