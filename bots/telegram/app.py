@@ -334,7 +334,8 @@ class TelegramFrontend:
             await outbox.answer_query(query)
         if answer.changed:
             await self._replies.marks.remove(key)
-        await outbox.edit(self.bot, message, answer.text, answer.keyboard)
+        gate = self._replies.gate(message.chat.id, private=is_private(message))
+        await outbox.edit(self.bot, gate, message, answer.text, answer.keyboard)
 
     async def _stale(self, query: CallbackQuery, message: Message, lang: str | None) -> None:
         await outbox.answer_query(query, text("stale", lang))
@@ -357,7 +358,8 @@ class TelegramFrontend:
     async def _say(
         self, message: Message, line: str, keyboard: InlineKeyboardMarkup | None = None
     ) -> None:
-        await outbox.say(self.bot, message, line, keyboard)
+        gate = self._replies.gate(message.chat.id, private=is_private(message))
+        await outbox.say(self.bot, gate, message, line, keyboard)
 
     def _key(self, message: Message) -> ChatKey:
         return chat_key(message, group_scope=self._settings.group_scope)

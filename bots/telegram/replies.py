@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from telegram import Bot, Message, User
 
     from core import ChatKey, Conversations, Failure, TelegramSettings
+    from core.throttle import ChatGate
 
 __all__ = ["Replies"]
 
@@ -52,6 +53,10 @@ class Replies:
             window_s=60.0,
             global_per_second=settings.global_per_s,
         )
+
+    def gate(self, chat_id: int, *, private: bool) -> ChatGate:
+        """The chat's pace, shared by its replies and the bot's other messages to it."""
+        return self._gates.get(chat_id, self._private if private else self._group)
 
     async def answer(
         self, message: Message, user: User, key: ChatKey, prompt: str, reply_to: int | None
@@ -117,8 +122,9 @@ class Replies:
             on_draft_refused=lambda: self._no_drafts.add(chat_id),
             stop=stop_keyboard(turn_id, lang),
         )
-        gate = self._gates.get(chat_id, self._private if private else self._group)
-        sink = TelegramReply(bot, target, surface, gate, language_code=lang)
+        sink = TelegramReply(
+            bot, target, surface, self.gate(chat_id, private=private), language_code=lang
+        )
         try:
             result = await run(sink, turn_id)
         finally:

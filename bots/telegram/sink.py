@@ -12,6 +12,7 @@ from telegram.error import TelegramError
 
 from bots.telegram.api import call
 from bots.telegram.keyboards import regenerate_keyboard
+from bots.telegram.outbox import paced
 from bots.telegram.texts import say
 from core import failure_markdown, text
 from core.throttle import LiveRenderer, RetryLater
@@ -46,6 +47,7 @@ class TelegramReply:
         self._bot = bot
         self._target = target
         self._surface = surface
+        self._gate = gate
         self._renderer = LiveRenderer(surface, gate)
         self._lang = language_code
         self._activity: asyncio.Task[None] | None = None
@@ -85,10 +87,11 @@ class TelegramReply:
     async def _notice(self, line: str) -> None:
         target = self._target
         with contextlib.suppress(TelegramError, RetryLater):
-            await call(
+            await paced(
+                self._gate,
                 lambda: self._bot.send_message(
                     target.chat_id, line, message_thread_id=target.thread_id
-                )
+                ),
             )
 
     async def _show_activity(self) -> None:
