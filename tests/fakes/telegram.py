@@ -5,7 +5,9 @@ encoding, error mapping and retry logic run as they do against Telegram. It answ
 Bot API where a bot could notice: the envelope and HTTP status of every error, Telegram's
 descriptions, text length in UTF-16 units, trimming, entity checks, "message is not
 modified", private-only drafts, flood control with ``retry_after`` and penalty windows
-(``Limits``), privacy mode in groups, long polling with offsets.
+(``Limits``), privacy mode in groups, long polling with offsets, inline keyboards (callback
+data of 1-64 bytes, else ``BUTTON_DATA_INVALID``; an edit without ``reply_markup`` drops them),
+button presses (``press``: only a button the message shows) and their answers, each once.
 
 The layers, one job each: ``telegram_world`` holds the chats and what tests inspect,
 ``telegram_users`` plays the users (``private_message``, ``group_message``, ...),

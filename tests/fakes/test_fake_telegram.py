@@ -15,7 +15,16 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from telegram import Bot, BotCommand, BotCommandScopeChat, MessageEntity, ReplyParameters, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeChat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    MessageEntity,
+    ReplyParameters,
+    Update,
+)
 from telegram.error import BadRequest, NetworkError, RetryAfter
 from telegram.ext import ApplicationBuilder, CommandHandler, MessageHandler, filters
 
@@ -478,3 +487,58 @@ async def test_drop_pending_updates_and_wait_for_timeouts_explain(
     assert call.params == {"drop_pending_updates": True}
     with pytest.raises(TimeoutError, match=r"sendMessage called 1 time\(s\).*getUpdates"):
         await tg.wait_for_call("sendMessage", timeout=0.05)
+
+
+async def test_inline_keyboards_are_checked_shown_pressed_and_answered_once(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Stop", callback_data="s:1")]])
+    sent = await bot.send_message(ALICE, "streaming", reply_markup=keyboard)
+    assert tg.buttons(ALICE, sent.message_id) == ["Stop"]
+    assert sent.reply_markup == keyboard
+    too_long = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="d" * 65)]])
+    with pytest.raises(BadRequest, match=r"(?i)button_data_invalid"):
+        await bot.send_message(ALICE, "x", reply_markup=too_long)
+    wide = InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="数" * 22)]])
+    with pytest.raises(BadRequest, match=r"(?i)button_data_invalid"):  # 66 bytes, 22 characters
+        await bot.edit_message_reply_markup(ALICE, sent.message_id, reply_markup=wide)
+    with pytest.raises(ValueError, match="no single button 'Go'"):
+        tg.press(tg.user(ALICE), tg.visible(ALICE)[0], "Go")
+    query = tg.press(tg.user(ALICE), tg.visible(ALICE)[0], "Stop")
+    assert query["data"] == "s:1"
+    assert tg.answered(query) is None
+    updates = await bot.get_updates(timeout=0)
+    pressed = updates[-1].callback_query
+    assert pressed is not None
+    assert pressed.data == "s:1"
+    assert pressed.message is not None
+    assert pressed.message.message_id == sent.message_id
+    assert await pressed.answer("Stopped") is True
+    assert tg.answered(query) == {"text": "Stopped"}
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await pressed.answer()
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
+        await bot.answer_callback_query("no-such-query")
+    # Editing the text without reply_markup drops the buttons, as on Telegram.
+    await bot.edit_message_text("final", chat_id=ALICE, message_id=sent.message_id)
+    assert tg.buttons(ALICE, sent.message_id) == []
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_reply_markup(ALICE, sent.message_id, reply_markup=None)
+    await bot.edit_message_reply_markup(ALICE, sent.message_id, reply_markup=keyboard)
+    assert tg.buttons(ALICE, sent.message_id) == ["Stop"]
+
+
+async def test_callback_queries_reach_the_bot_only_when_allowed(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    sent = await bot.send_message(
+        ALICE,
+        "pick",
+        reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("A", callback_data="a")]]),
+    )
+    assert await bot.get_updates(timeout=0, allowed_updates=["message"]) == ()
+    tg.press(tg.user(ALICE), tg.visible(ALICE)[0], "A")
+    assert await bot.get_updates(timeout=0) == ()  # still only messages
+    updates = await bot.get_updates(timeout=0, allowed_updates=["message", "callback_query"])
+    assert [u.callback_query.data for u in updates if u.callback_query] == ["a"]
+    assert sent.message_id == updates[0].callback_query.message.message_id  # type: ignore[union-attr]
