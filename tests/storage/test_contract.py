@@ -2,20 +2,20 @@
 
 Cases taking ``store`` run on all three backends; ``sql_target`` cases on SQLite and
 PostgreSQL (concurrency across engines, schema reuse); ``sqlite_target`` cases on SQLite only
-(the file, WAL, pragmas).
+(the file, WAL, pragmas). This file holds server conversations, history, titles and all-time
+usage, and the helpers the others import; chat modes and completions turns are in
+``test_contract_modes.py``, usage periods in ``test_contract_usage.py``, and random sequences of
+every operation in ``test_model_check.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -435,84 +435,3 @@ async def test_in_memory_sqlite_works(url: str) -> None:
         assert await reply(store, "c1") is True
         assert await store.current(CHAT) == "c1"
         await store.ping()
-
-
-# --- model check -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    chat_key: str
-    conversation_id: str
-    user_id: str
-    billed_chars: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reset:
-    chat_key: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Title:
-    conversation_id: str
-    title: str
-
-
-_chats = st.sampled_from([CHAT, OTHER_CHAT])
-_conversation_ids = st.sampled_from(["c0", "c1", "c2", "c3"])
-# Few distinct instants, so equal last_used_at values (and the tie-breaks) come up often.
-_times = st.integers(0, 4).map(at)
-_operations = st.lists(
-    st.one_of(
-        st.builds(
-            Reply,
-            _chats,
-            _conversation_ids,
-            st.sampled_from(["u1", "u2"]),
-            st.integers(0, 10_000),
-            _times,
-        ),
-        st.builds(Reset, _chats, _times),
-        st.builds(Title, _conversation_ids, st.text(st.characters(codec="utf-8"), max_size=20)),
-    ),
-    max_size=25,
-)
-
-
-async def _apply(store: ConversationStore, operation: Reply | Reset | Title) -> bool | None:
-    """Run one operation; the result is ``record_reply``'s, or ``None`` for the others."""
-    match operation:
-        case Reply():
-            return await store.record_reply(
-                operation.chat_key,
-                operation.conversation_id,
-                user_id=operation.user_id,
-                billed_chars=operation.billed_chars,
-                at=operation.at,
-            )
-        case Reset():
-            await store.reset(operation.chat_key, at=operation.at)
-        case Title():
-            await store.set_title(operation.conversation_id, operation.title)
-    return None
-
-
-async def _snapshot(store: ConversationStore) -> object:
-    return [
-        (await store.current(chat), await store.conversations(chat), await store.usage(chat))
-        for chat in (CHAT, OTHER_CHAT)
-    ]
-
-
-@settings(max_examples=40, deadline=None)
-@given(operations=_operations)
-async def test_sqlite_store_agrees_with_memory_store(
-    operations: list[Reply | Reset | Title],
-) -> None:
-    async with MemoryStore() as model, await SqlStore.open("sqlite+aiosqlite://") as real:
-        for operation in operations:
-            assert await _apply(real, operation) == await _apply(model, operation)
-        assert await _snapshot(real) == await _snapshot(model)

@@ -47,7 +47,18 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from storage import SqlStore, StorageError, UsageRecord, create_engine, create_schema, migrate
+from storage import (
+    ChatState,
+    ChatUsage,
+    SqlStore,
+    StorageError,
+    TurnRecord,
+    UsageRecord,
+    UsageTotals,
+    create_engine,
+    create_schema,
+    migrate,
+)
 from storage.migrate import BASELINE, PG_LOCK_KEY, config, head, upgrade
 from storage.models import Base
 
@@ -208,6 +219,12 @@ async def create_legacy_database(engine: AsyncEngine) -> None:
     """What an old kamiya-bot left: the create_all tables, with rows, and no alembic_version."""
     async with engine.begin() as conn:
         await conn.run_sync(LEGACY.create_all)
+    await insert_legacy_rows(engine)
+
+
+async def insert_legacy_rows(engine: AsyncEngine) -> None:
+    """Rows of the baseline's shape: two chats, two conversations, one user's usage."""
+    async with engine.begin() as conn:
         await conn.execute(
             LEGACY_CHATS.insert(),
             [
@@ -368,6 +385,42 @@ async def test_rows_written_at_the_baseline_survive_the_upgrade_to_head(
         assert await store.current("telegram:1") is None
         await store.record_reply("telegram:1", "c1", user_id="u1", billed_chars=1, at=T0)
         assert await store.current("telegram:1") == "c1"
+
+
+async def test_rows_at_the_baseline_get_the_defaults_of_0002(
+    sql_target: SqlTarget, engine: AsyncEngine
+) -> None:
+    # Conversations from before completions mode are server ones; usage streamed nothing yet
+    # and, having no dates, counts in all-time stats but in no day.
+    await upgrade(engine, BASELINE)
+    await insert_legacy_rows(engine)
+
+    await upgrade(engine)
+
+    async with await sql_target.open() as store:
+        await assert_legacy_rows_kept(store)
+        assert await store.state("telegram:1") == ChatState(conversation_id="c2")
+        record = await store.conversation("c1")
+        assert record is not None
+        assert (record.mode, record.model, record.title) == ("server", None, "first")
+        assert await store.usage("telegram:1") == [
+            UsageRecord("telegram:1", "u1", 3_000_000_000, 7, streamed_chars=0)
+        ]
+        legacy = UsageTotals(requests=7, billed_chars=3_000_000_000)
+        assert await store.stats(platform="telegram") == (
+            legacy,
+            [ChatUsage("telegram:1", legacy)],
+        )
+        assert await store.user_usage("u1", platform="telegram", since=T0.date()) == UsageTotals()
+
+        await store.record_turn(
+            "telegram:1", "l1", model="m", user="q", assistant="abc", user_id="u1", at=T0
+        )
+        assert await store.state("telegram:1") == ChatState("c2", "l1")
+        assert await store.turns("l1") == [TurnRecord("q", "abc")]
+        assert await store.usage("telegram:1") == [
+            UsageRecord("telegram:1", "u1", 3_000_000_000, 8, streamed_chars=3)
+        ]
 
 
 async def test_some_old_tables_without_a_version_are_refused(
