@@ -460,9 +460,10 @@ class SqlStore:
         set_: Sequence[str] = (),
         add: Sequence[str] = (),
     ) -> None:
-        """Insert ``values``; if the key exists, overwrite the ``set_`` and add to the ``add``
-        columns. One write statement where the dialect has ``ON CONFLICT``; the increments are
-        computed in SQL from the stored row, never from a value read earlier.
+        """Insert ``values``, or overwrite the ``set_`` and add to the ``add`` columns of the row.
+
+        One write statement where the dialect has ``ON CONFLICT``; increments are computed in SQL
+        from the stored row, never from a value read earlier, so none is lost to a race.
 
         Other dialects select for update, then write: correct for one writer; two processes
         creating the same row at once may see a unique-key error and should retry.
