@@ -19,7 +19,7 @@ from core.throttle import RetryLater
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from telegram import Bot
+    from telegram import Bot, InlineKeyboardMarkup
 
     from core import ChatKey
 
@@ -54,6 +54,21 @@ class RegenerateMarks:
 
     async def remove(self, chat: ChatKey) -> None:
         await self.move(chat, None)
+
+    async def restore(self, chat: ChatKey, where: Where, keyboard: InlineKeyboardMarkup) -> None:
+        """A Regenerate that failed leaves the reply current: its button comes back, unless a
+        newer reply has one by now."""
+        key = str(chat)
+        if key in self._marks:
+            return
+        self._marks[key] = where
+        bot = self._bot()
+        try:
+            await call(lambda: bot.edit_message_reply_markup(*where, reply_markup=keyboard))
+        except (TelegramError, RetryLater) as exc:
+            log.warning("could not put the Regenerate button back on %s: %r", where, exc)
+            if self._marks.get(key) == where:
+                del self._marks[key]
 
 
 async def drop_keyboard(bot: Bot, chat_id: int, message_id: int) -> None:

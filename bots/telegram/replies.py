@@ -14,7 +14,7 @@ from bots.telegram.marks import RegenerateMarks, drop_keyboard
 from bots.telegram.routing import is_private, thread_of
 from bots.telegram.sink import TelegramReply
 from bots.telegram.surface import Target, TelegramSurface
-from core import Reply, new_turn_id
+from core import Failure, Reply, new_turn_id
 from core.throttle import Gates, PaceLimits
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from telegram import Bot, Message, User
 
-    from core import ChatKey, Conversations, Failure, TelegramSettings
+    from core import ChatKey, Conversations, TelegramSettings
     from core.throttle import ChatGate
 
 __all__ = ["Replies"]
@@ -80,8 +80,11 @@ class Replies:
     async def regenerate(
         self, message: Message, user: User, key: ChatKey, conversation_id: str, turns: int
     ) -> None:
-        """A Regenerate press on ``message``: its button goes, a new reply comes."""
-        await drop_keyboard(self._bot(), message.chat.id, message.message_id)
+        """A Regenerate press on ``message``: its button goes, a new reply comes. Should the new
+        one fail (or be stopped), the old reply is still the latest, and gets its button back."""
+        where = (message.chat.id, message.message_id)
+        keyboard = message.reply_markup
+        await drop_keyboard(self._bot(), *where)
         replied = message.reply_to_message
         asked = message.message_id  # the reply's first message quotes the question: reuse it
         if replied is not None and replied.forum_topic_created is None:
@@ -99,7 +102,9 @@ class Replies:
                 turn_id=turn_id,
             )
 
-        await self._run(target, is_private(message), user, key, again)
+        result = await self._run(target, is_private(message), user, key, again)
+        if isinstance(result, Failure) and result.kind != "stale" and keyboard is not None:
+            await self.marks.restore(key, where, keyboard)
 
     async def _run(
         self,
@@ -108,7 +113,7 @@ class Replies:
         user: User,
         key: ChatKey,
         run: Callable[[TelegramReply, str], Awaitable[Reply | Failure]],
-    ) -> None:
+    ) -> Reply | Failure:
         bot = self._bot()
         chat_id = target.chat_id
         lang = user.language_code
@@ -134,3 +139,4 @@ class Replies:
             await self._conversations.remember(key, result.conversation_id, [str(i) for i in ids])
             marked = (chat_id, ids[-1]) if ids and surface.final_markup is not None else None
             await self.marks.move(key, marked)
+        return result

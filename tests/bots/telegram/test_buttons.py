@@ -138,6 +138,24 @@ async def test_regenerate_answers_the_last_message_again_and_replaces_the_turn(t
     assert tg.buttons(6005, third.message_id) == ["🔄 Regenerate"]
 
 
+async def test_a_failed_regenerate_gives_the_button_back(tg, fake, bot):
+    alice = tg.user(6011)
+    await switch_to_gpt4(tg, 6011, alice)
+    (reply,) = await answer_to(tg, tg.private_message(alice, "q1"), bot)
+    fake.enqueue(Script(status=503), endpoint="completions")
+    tg.press(alice, reply, "Regenerate")
+    failed = await says(tg, 6011, "not answering", after=reply.message_id)
+    await idle(bot)
+    assert tg.buttons(6011, failed.message_id) == []
+    assert tg.buttons(6011, reply.message_id) == ["🔄 Regenerate"]
+    fake.enqueue(Script(reply="second try"), endpoint="completions")
+    tg.press(alice, reply, "Regenerate")
+    again = await says(tg, 6011, "second try", after=failed.message_id)
+    await idle(bot)
+    assert tg.buttons(6011, again.message_id) == ["🔄 Regenerate"]
+    assert tg.buttons(6011, reply.message_id) == []
+
+
 async def test_regenerate_of_an_older_reply_is_stale(tg, fake, bot):
     alice = tg.user(6006)
     await switch_to_gpt4(tg, 6006, alice)
