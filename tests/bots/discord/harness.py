@@ -37,16 +37,19 @@ class Bot:
 
 
 class Clock:
-    """Core's wall clock, moved by hand (``advance``) to expire conversations or limits."""
+    """Core's wall clock, moved ahead by hand (``advance``) to expire conversations or limits.
+
+    It runs with real time otherwise, so conversations used one after another sort as such.
+    """
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.offset = timedelta()
 
     def __call__(self) -> datetime:
-        return self.now
+        return datetime.now(UTC) + self.offset
 
     def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+        self.offset += timedelta(**delta)
 
 
 def write_config(folder: Path, *, kamiya_url: str, key: str, extra: str = "") -> Config:

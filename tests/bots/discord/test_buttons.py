@@ -128,6 +128,9 @@ async def test_regenerate_answers_the_last_message_again_as_a_new_reply(dc, fake
     assert asked(fake)[-1].json["messages"] == [{"role": "user", "content": "q"}]
     ran = dc.slash("chat", {"prompt": "q2"})
     await settled(bot, dc, ran)
+    views = bot.frontend.client._connection._view_store
+    assert not views._views  # buttons of dynamic items only: no view is kept per message
+    assert not views._synced_message_views
     assert asked(fake)[-1].json["messages"] == [
         {"role": "user", "content": "q"},
         {"role": "assistant", "content": "second answer"},
