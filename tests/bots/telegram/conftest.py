@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from storage import MemoryStore
 from tests.bots.telegram.harness import TOKEN, Bot, running_bot, write_config
 from tests.conftest import KEY
 from tests.fakes.telegram import FakeTelegram, Limits
@@ -68,8 +67,9 @@ def core_clock() -> Clock:
 
 @pytest.fixture
 def bot_store() -> ConversationStore | None:
-    """The store the bots of a test share; ``None``: the configured SQLite database."""
-    return MemoryStore()
+    """The store the bots of a test share; ``None``: the configured SQLite database, as
+    ``kamiya-bot run`` uses it (a test may override this with a ``MemoryStore``)."""
+    return None
 
 
 @pytest.fixture
