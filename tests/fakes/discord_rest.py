@@ -338,8 +338,13 @@ class DiscordRest(DiscordUsers):
     # Channels.
 
     def _channel_message(self, request: Request) -> Msg:
+        """A message by id through its channel: an interaction's response too (the bot wrote
+        it, so the bot can edit it after the token died), but not an ephemeral one."""
         self._channel(int(request.params["channel"]))
-        return self._message(int(request.params["message"]), int(request.params["channel"]))
+        found = self._message(int(request.params["message"]), int(request.params["channel"]))
+        if found.ephemeral:
+            raise p.unknown_message()
+        return found
 
     def _send_message(self, request: Request) -> Reply:
         channel_id = int(request.params["channel"])

@@ -703,6 +703,35 @@ async def test_components_are_checked_stored_and_returned(fake: FakeDiscord) -> 
     assert [r.buttons for r in message.history] == [("a" * 100,), ()]
 
 
+async def test_responses_can_be_edited_through_the_channel_unless_ephemeral(
+    clock: Clock,
+) -> None:
+    bot = Bot()
+    outcomes: list[str] = []
+
+    async def body(interaction: discord.Interaction[Bot], prompt: str) -> None:
+        await interaction.response.send_message(prompt, ephemeral=prompt == "secret")
+        original = await interaction.original_response()
+        clock.now += 901  # the token is gone; the channel route does not need it
+        partial = text_channel(bot).get_partial_message(original.id)
+        try:
+            await partial.edit(content=f"{prompt}, edited")
+        except discord.NotFound as error:
+            outcomes.append(f"{prompt}: {error.code}")
+        else:
+            outcomes.append(f"{prompt}: edited")
+
+    bot.chat(body)
+    fake = FakeDiscord(TOKEN, clock=clock)
+    async with fake, online(bot, fake):
+        public = fake.slash("chat", {"prompt": "public"})
+        assert await bot.outcome() is None
+        fake.slash("chat", {"prompt": "secret"})
+        assert await bot.outcome() is None
+    assert outcomes == ["public: edited", "secret: 10008"]
+    assert public.original == "public, edited"
+
+
 async def test_a_click_needs_a_shown_button_unless_the_client_is_behind(fake: FakeDiscord) -> None:
     bot = Bot()
     presses: list[tuple[str, int]] = []
