@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import MemoryStore, SqlStore, create_engine, sql
+from storage import MemoryStore, SqlStore, create_engine, sql_writes
 from storage.models import Base
 from tests.storage.test_contract import CHAT, OTHER_CHAT, T0, at
 
@@ -188,7 +188,7 @@ async def test_sqlite_store_agrees_with_memory_store(
         await conn.run_sync(Base.metadata.create_all)
     with pytest.MonkeyPatch.context() as patch:
         if not upserts:
-            patch.setattr(sql, "_dialect_insert", lambda _name: None)
+            patch.setattr(sql_writes, "insert_for", lambda _name: None)
         real = SqlStore(engine)
     async with MemoryStore() as model, real:
         for operation in operations:
