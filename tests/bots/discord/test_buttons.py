@@ -220,3 +220,42 @@ async def test_buttons_sent_before_a_restart_are_answered_after_it(dc, fake, tmp
         await settled(second, dc, press)
         assert last_message(dc).content == "-# 🔄 Answered again\n**Echo** (turn 1): q"
     assert all(i.acknowledged for i in dc.interactions)  # no "This interaction failed"
+
+
+async def test_the_buttons_follow_a_long_reply_to_its_newest_message(dc, fake, bot):
+    await completions(dc, bot)
+    paragraphs = "\n\n".join(f"Paragraph {i}. " + "words and more words " * 12 for i in range(12))
+    fake.enqueue(Script(reply=paragraphs, chunk_chars=40, delay_s=0.01), endpoint="completions")
+    ran = dc.slash("chat", {"prompt": "long"})
+
+    def stop_on_a_followup(fake: FakeDiscord) -> bool:
+        return any(m.buttons for m in ran.followups)
+
+    await dc.wait_for(stop_on_a_followup)
+    assert ran.original_message is not None
+    assert ran.original_message.buttons == []  # it moved on with the text
+    await settled(bot, dc, ran)
+    shown = dc.visible(CHANNEL_ID)
+    assert len(shown) >= 2
+    assert [bool(m.buttons) for m in shown] == [False] * (len(shown) - 1) + [True]
+    assert shown[-1].button("kamiya:regen:")
+    assert ran.original_message.history[1].buttons[0].startswith("kamiya:stop:")
+
+
+@pytest.mark.parametrize("settings_toml", ["interaction_budget_s = 1.0"])
+async def test_a_reply_continued_in_channel_messages_leaves_no_stop_behind(dc, fake, bot):
+    parts = "".join(f"part{i} " for i in range(150))
+    fake.enqueue(Script(reply=parts, chunk_chars=6, delay_s=0.02))  # about 3 s
+    ran = dc.slash("chat", {"prompt": "long one"})
+    await dc.wait_for(lambda f: bool(f.channel_messages(CHANNEL_ID)), timeout=15)
+    await settled(bot, dc, ran)
+    assert ran.original_message is not None
+    assert any(r.buttons for r in ran.original_message.history)  # it had the Stop once
+    assert all(m.buttons == [] for m in dc.visible(CHANNEL_ID))
+    stripped = [
+        c
+        for c in dc.calls_of("edit_message")
+        if isinstance(c.json, dict) and c.json.get("components") == [] and "content" not in c.json
+    ]
+    assert stripped  # the frozen response lost its Stop through the channel
+    assert all(c.ok for c in stripped)
