@@ -1,4 +1,9 @@
-"""``ReplySink`` for Discord: a queued notice, then the paced renderer, then the final text."""
+"""``ReplySink`` for Discord: a queued notice, then the paced renderer, then the final text.
+
+The final text of a completions-mode reply gets the Regenerate button; one that continued an
+earlier conversation (a reply to an old message) or restarted an expired one says so first.
+A Regenerate that no longer applies is told only to whoever pressed it.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ content differs are edited, missing ones sent, surplus ones deleted. An interact
 after 15 minutes; before that (``budget_s``), or when Discord says the token is gone, the
 messages sent so far are frozen and the rest of the reply continues as ordinary channel messages
 from the very character where they stopped.
+
+The newest message carries the reply's button (⏹ Stop while it streams, 🔄 Regenerate or
+nothing at the end), so a message's button is part of what ``_sync`` compares; a message
+frozen with a button loses it through the channel route, which needs no token.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ discord.py talks to it over real HTTP and a real websocket (``patch_discord`` po
 ``Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY`` here), so the library's request
 encoding, rate-limit handling, error mapping, heartbeats and resumes run as against Discord.
 It answers like Discord where a bot could notice: error bodies and JSON codes, the 2000
-character limit, empty messages, the 3 s deadline for an initial response and the 15 min
-life of an interaction token, "already acknowledged", allowed_mentions, 429s with ``Via``
-(``Limits``), message content hidden without the intent, events replayed on RESUME.
+character limit, empty messages, components (buttons: custom_id at most 100 characters),
+autocomplete answers (at most 25 choices), the 3 s deadline for an initial response and the
+15 min life of an interaction token, "already acknowledged", allowed_mentions, 429s with
+``Via`` (``Limits``), message content hidden without the intent, events replayed on RESUME.
 
 The layers, one job each: ``discord_world`` holds channels, messages, interactions and what
 tests inspect; ``discord_users`` plays the users (``slash``, ``message``, ...);
