@@ -312,19 +312,24 @@ class Conversations:
 
     async def _turn(self, platform: str, ctx: _Ctx) -> Reply | Failure:
         job = ctx.job
-        refused = await self._limits.check(platform, job.user_id)
-        if refused is not None:
-            return await _fail(ctx.sink, refused)
-        state = await self._store.state(ctx.key)
-        resumed: str | None = None
-        if job.reply_to is not None:
-            state, resumed = await self._continue(ctx.key, state, job.reply_to)
+        try:
+            refused = await self._limits.check(platform, job.user_id)
+            if refused is not None:
+                return await _fail(ctx.sink, refused)
+            state = await self._store.state(ctx.key)
+            resumed: str | None = None
+            if job.reply_to is not None:
+                state, resumed = await self._continue(ctx.key, state, job.reply_to)
+            turns = [] if state.model is None else await self._turns(state.local_id)
+        except Exception:
+            # Without the chat's state the turn cannot be answered right; ask nothing.
+            log.exception("chat %s: storage unavailable before the turn", ctx.key)
+            return await _fail(ctx.sink, Failure("storage"))
         if job.regenerate is not None:
             return await self._regenerate(ctx, state, job.regenerate)
         await _quiet(ctx.sink.started())
         if state.model is None:
             return await self._server_turn(ctx, state, resumed)
-        turns = await self._turns(state.local_id)
         return await self._completions_turn(ctx, state, turns, job.content, resumed=resumed)
 
     async def _server_turn(
@@ -349,11 +354,14 @@ class Conversations:
                 billed_chars=len(final.full_content),
                 at=self._clock(),
             )
+            saved = True
         except Exception:
             # The reply exists upstream; showing it beats hiding it. The old id stays stored.
             log.exception("chat %s: could not store conversation %s", key, final.conversation_id)
-            new = False
-        reply = Reply(final.full_content, final.conversation_id, new, expired, resumed=resumed)
+            new = saved = False
+        reply = Reply(
+            final.full_content, final.conversation_id, new, expired, resumed=resumed, saved=saved
+        )
         await _quiet(ctx.sink.finished(reply))
         if new:
             self._name_later(final.conversation_id, job.content, final.full_content, job)
@@ -418,6 +426,7 @@ class Conversations:
             turns=len(history) + 1,
             regenerable=stored,
             resumed=resumed,
+            saved=stored,
         )
         await _quiet(ctx.sink.finished(reply))
         if new:

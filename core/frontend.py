@@ -60,6 +60,7 @@ class Reply:
     turns: int = 0
     regenerable: bool = False
     resumed: str | None = None
+    saved: bool = True  # False: the database refused the turn; say the context may be lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ class Failure:
     ``kind`` is an error kind from ``core.errors``, ``"busy"`` (the chat's queue is full),
     ``"stopped"`` (the user pressed Stop), ``"limit_rate"`` / ``"limit_daily"`` (a per-user
     limit; ``limit`` is its value, ``retry_after`` when the user may continue) or ``"stale"``
-    (a Regenerate that no longer applies). ``partial`` is the text already shown, which a
+    (a Regenerate that no longer applies) or ``"storage"`` (the database could not be read, so
+    nothing was asked). ``partial`` is the text already shown, which a
     frontend keeps and marks as cut off. ``mode`` and ``model`` say what was asked.
     """
 

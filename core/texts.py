@@ -93,6 +93,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stop": "Stop",
         "regenerate": "Regenerate",
         "nothing_to_stop": "Nothing is being answered right now.",
+        "storage": "The bot can't reach its database right now, so it can't answer. "
+        "Please try again shortly.",
+        "not_saved": "The bot couldn't save this conversation (database error); your next "
+        "message may start a new one.",
     },
     "zh": {
         "bad_key": "机器人配置有误（Kamiya 密钥被拒绝），请联系机器人管理员。",
@@ -165,6 +169,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stop": "停止",
         "regenerate": "重新生成",
         "nothing_to_stop": "当前没有正在进行的回答。",
+        "storage": "机器人暂时无法访问数据库，因此无法回答，请稍后再试。",
+        "not_saved": "机器人未能保存此对话（数据库错误），你的下一条消息可能会开始新的对话。",
     },
 }
 

@@ -13,7 +13,7 @@ from core.conversations import Conversations
 from core.fake_kamiya import COMPLETIONS_PATH, FakeKamiya, Script
 from core.frontend import ChatKey
 from core.texts import failure_markdown, failure_text
-from storage import MemoryStore
+from storage import ChatState, MemoryStore
 from tests.conftest import KEY
 from tests.core.recording import RecordingSink
 from tests.waiting import until
@@ -388,3 +388,52 @@ async def test_daily_limit_counts_characters_until_midnight_utc(make, fake, cloc
         assert "小时" in zh
         clock.advance(hours=2)
         assert (await ask(conv, "c")).reply is not None
+
+
+# --- a database that fails ----------------------------------------------------------------------
+
+
+class BrokenStore(MemoryStore):
+    """A store whose reads (``state``) or writes (``record_reply``) fail, as a locked or
+    read-only database does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_reads = False
+        self.fail_writes = False
+
+    async def state(self, chat_key: str) -> ChatState:
+        if self.fail_reads:
+            raise OSError("database is locked")
+        return await super().state(chat_key)
+
+    async def record_reply(self, chat_key: str, conversation_id: str, **kw: Any) -> bool:
+        if self.fail_writes:
+            raise OSError("attempt to write a readonly database")
+        return await super().record_reply(chat_key, conversation_id, **kw)
+
+
+async def test_an_unreadable_database_answers_one_line_and_asks_nothing(client, fake):
+    store = BrokenStore()
+    async with Conversations(client, store, titles=False) as conv:
+        store.fail_reads = True
+        sink = await ask(conv, "hello")
+        assert sink.failure is not None
+        assert sink.failure.kind == "storage"
+        assert "database" in failure_text(sink.failure)
+        assert fake.requests == []
+        store.fail_reads = False
+        assert (await ask(conv, "again")).reply is not None
+
+
+async def test_an_unwritable_database_shows_the_reply_and_keeps_the_old_id(client, fake):
+    store = BrokenStore()
+    async with Conversations(client, store, titles=False) as conv:
+        first = (await ask(conv, "one")).reply
+        assert first is not None
+        assert first.saved
+        store.fail_writes = True
+        second = (await ask(conv, "two")).reply
+        assert second is not None
+        assert not second.saved
+        assert await store.current(str(CHAT)) == first.conversation_id
