@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ from core import (
     conversations_from_config,
     load_config,
 )
+from core.config import secrets_in_file
 from core.fake_kamiya import FakeKamiya
 from storage import SqlStore, StorageError
 
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     quiet = args.command == "chat"
     configure_logging("WARNING" if quiet else config.log.level, config.secrets())
+    if args.config:
+        _warn_if_exposed(args.config)
     try:
         return asyncio.run(_COMMANDS[args.command](args, config))
     except (Fatal, NoFrontend) as exc:
@@ -153,6 +157,21 @@ async def _open_core(
     key = "offline" if offline else config.kamiya.api_key.get_secret_value()
     client = KamiyaClient(http, base_url=base_url, api_key=key)
     return await stack.enter_async_context(conversations_from_config(client, store, config))
+
+
+def _warn_if_exposed(path: str) -> None:
+    """Secrets in a file that other users may read: say so once, at start (not fatal)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o077 and (keys := secrets_in_file(path)):
+        logging.getLogger("kamiya_bot").warning(
+            "%s holds %s but other users may read it; run: chmod 600 %s",
+            path,
+            " and ".join(keys),
+            path,
+        )
 
 
 def _user() -> str:

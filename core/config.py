@@ -28,6 +28,7 @@ __all__ = [
     "StorageSettings",
     "TelegramSettings",
     "load_config",
+    "secrets_in_file",
 ]
 
 Str = Annotated[str, Strict()]
@@ -175,6 +176,21 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(name, _key(first["loc"]), _reason(first)) from None
+
+
+def secrets_in_file(path: str | Path) -> list[str]:
+    """The secret keys a config file itself holds (``[kamiya] api_key``…), for a start-up
+    warning when others may read the file; ``[]`` if it cannot be read."""
+    try:
+        data = _read_toml(Path(path))
+    except ConfigError:
+        return []
+    found = []
+    for section, key in ENV_SECRETS.values():
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get(key), str) and table[key].strip():
+            found.append(f"[{section}] {key}")
+    return found
 
 
 def _read_toml(path: Path) -> dict[str, object]:

@@ -215,3 +215,19 @@ async def test_terminal_controls_switch_model_list_history_and_usage(tmp_path):
     assert "Back to the default" in notes
     assert "/resume N" in notes
     assert "Traceback" not in notes
+
+
+async def test_a_config_with_secrets_readable_by_others_gets_a_warning(tmp_path, fake):
+    config = tmp_path / "bot.toml"
+    config.write_text(
+        f'[kamiya]\nbase_url = "{fake.base_url}"\napi_key = "{KEY}"\n', encoding="utf-8"
+    )
+    config.chmod(0o644)
+    result = await run("chat", "--config", str(config), cwd=tmp_path, stdin="/quit\n")
+    assert result.code == 0, result.stderr
+    assert "[kamiya] api_key" in result.stderr
+    assert f"chmod 600 {config}" in result.stderr
+    assert KEY not in result.stderr
+    config.chmod(0o600)
+    quiet = await run("chat", "--config", str(config), cwd=tmp_path, stdin="/quit\n")
+    assert "chmod" not in quiet.stderr
