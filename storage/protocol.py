@@ -24,6 +24,7 @@ __all__ = [
     "ChatUsage",
     "ConversationRecord",
     "ConversationStore",
+    "InflightRecord",
     "Mode",
     "TurnRecord",
     "UsageRecord",
@@ -90,6 +91,23 @@ class UsageTotals:
     @property
     def chars(self) -> int:
         return self.billed_chars + self.streamed_chars
+
+
+@dataclass(frozen=True, slots=True)
+class InflightRecord:
+    """A reply that was being shown when the process stopped: where, and in which messages.
+
+    ``target`` is the frontend's own description of where the reply goes (JSON text), so a new
+    process can edit those messages to say the reply was interrupted.
+    """
+
+    reply_id: str
+    chat_key: str
+    platform: str
+    target: str
+    message_ids: tuple[str, ...]
+    language: str | None
+    started_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +231,32 @@ class ConversationStore(Protocol):
     ) -> tuple[UsageTotals, list[ChatUsage]]:
         """The platform's totals from ``since`` (all time if ``None``) and its ``top`` chats by
         characters (billed + streamed), then requests, then chat key."""
+        ...
+
+    async def begin_reply(
+        self,
+        reply_id: str,
+        chat_key: str,
+        *,
+        platform: str,
+        target: str,
+        language: str | None,
+        at: datetime,
+    ) -> None:
+        """Record a reply about to be shown (before its first platform call)."""
+        ...
+
+    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
+        """Replace the reply's platform message ids (as it grows); unknown ids are ignored."""
+        ...
+
+    async def end_reply(self, reply_id: str) -> None:
+        """The reply is settled (finished, failed or marked interrupted): forget it."""
+        ...
+
+    async def open_replies(self, platform: str) -> list[InflightRecord]:
+        """Replies of ``platform`` still recorded: those a stopped process left unfinished,
+        oldest first."""
         ...
 
     async def ping(self) -> None:
