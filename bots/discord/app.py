@@ -16,16 +16,17 @@ import asyncio
 import contextlib
 import logging
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
-from bots.discord.buttons import ControlButton, orphaned, parse_regen, stop_control
+from bots.discord.buttons import ControlButton, orphaned, parse_regen, regen_control, stop_control
 from bots.discord.commands import Commands, chat_key, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.sink import DiscordReply
-from bots.discord.surface import CHANNEL_TYPES, NO_MENTIONS, DiscordSurface, strip_buttons
+from bots.discord.surface import CHANNEL_TYPES, NO_MENTIONS, DiscordSurface, set_button
 from bots.discord.texts import Translator, say
 from core import ChatKey, Reply, new_turn_id, text
 from core.background import Background
@@ -215,7 +216,8 @@ class DiscordFrontend:
         """Answer the last message again, as a new reply under the pressed one.
 
         The press is acknowledged by taking the button away (type 7), so a second press
-        cannot queue a second regeneration; core says whether the button still applied.
+        cannot queue a second regeneration; core says whether the button still applied. If
+        the new answer fails or is stopped, the old one is still the last: its button returns.
         """
         locale = str(interaction.locale)
         channel = self._channel_of(interaction)
@@ -227,6 +229,9 @@ class DiscordFrontend:
         pressed = interaction.message
         if tracked is not None and pressed is not None and tracked[1] == pressed.id:
             del self._regenerable[key]
+        target = _Regenerate(
+            conversation_id, turns, None if pressed is None else (channel, pressed.id)
+        )
         surface = DiscordSurface(
             channel,
             interaction=interaction,
@@ -239,7 +244,7 @@ class DiscordFrontend:
             surface,
             str(interaction.user.id),
             locale,
-            regenerate=(conversation_id, turns),
+            regenerate=target,
         )
         try:
             await interaction.response.edit_message(view=None)
@@ -257,7 +262,7 @@ class DiscordFrontend:
         prompt: str = "",
         *,
         reply_to: str | None = None,
-        regenerate: tuple[str, int] | None = None,
+        regenerate: _Regenerate | None = None,
     ) -> None:
         turn_id = new_turn_id()
         surface.streaming = stop_control(turn_id, locale)
@@ -278,11 +283,10 @@ class DiscordFrontend:
                         reply_to=reply_to,
                     )
                 else:
-                    conversation_id, turns = regenerate
                     outcome = await conversations.regenerate(
                         key,
-                        conversation_id,
-                        turns,
+                        regenerate.conversation_id,
+                        regenerate.turns,
                         sink,
                         user_id=user,
                         language=locale,
@@ -290,6 +294,8 @@ class DiscordFrontend:
                     )
                 if isinstance(outcome, Reply):
                     await self._finished(key, surface, outcome)
+                elif regenerate is not None and outcome.kind != "stale":
+                    await self._restore(key, regenerate, locale)
             finally:
                 await sink.aclose()
 
@@ -307,6 +313,20 @@ class DiscordFrontend:
         ids = [str(message_id) for message_id in surface.message_ids]
         await self._conversations.remember(key, reply.conversation_id, ids)
 
+    async def _restore(self, key: ChatKey, regenerate: _Regenerate, locale: str | None) -> None:
+        """A Regenerate that failed or was stopped: the pressed answer is still the last."""
+        pressed = regenerate.pressed
+        control = regen_control(regenerate.turns, regenerate.conversation_id, locale)
+        if pressed is None or control is None or key in self._regenerable:
+            return  # a newer reply has the button now
+        self._regenerable[key] = pressed
+        try:
+            await set_button(pressed[0], pressed[1], control)
+        except discord.HTTPException as exc:
+            log.info("discord: could not put a Regenerate button back: %s", exc)
+            if self._regenerable.get(key) == pressed:
+                del self._regenerable[key]
+
     def _channel_of(self, interaction: discord.Interaction) -> Channel | None:
         channel = interaction.channel
         if isinstance(channel, CHANNEL_TYPES):
@@ -314,6 +334,15 @@ class DiscordFrontend:
         if interaction.channel_id is None:
             return None
         return self.client.get_partial_messageable(interaction.channel_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Regenerate:
+    """A Regenerate press: what it carried, and the message (channel, id) it was under."""
+
+    conversation_id: str
+    turns: int
+    pressed: tuple[Channel, int] | None
 
 
 class _Client(discord.Client):
@@ -364,7 +393,7 @@ def _replied_to(message: discord.Message, bot_id: int) -> str | None:
 async def _strip(target: tuple[Channel, int]) -> None:
     channel, message_id = target
     try:
-        await strip_buttons(channel, message_id)
+        await set_button(channel, message_id, None)
     except discord.HTTPException as exc:  # deleted meanwhile (404), or not ours to edit
         log.info("discord: could not remove a stale button: %s", exc)
 

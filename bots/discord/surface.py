@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from bots.discord.buttons import Control
 
-__all__ = ["CHANNEL_TYPES", "NO_MENTIONS", "Channel", "DiscordSurface", "strip_buttons"]
+__all__ = ["CHANNEL_TYPES", "NO_MENTIONS", "Channel", "DiscordSurface", "set_button"]
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class DiscordSurface:
                 continue
             calls += 1
             try:
-                await strip_buttons(self._channel, shown.message.id)
+                await set_button(self._channel, shown.message.id, None)
             except discord.HTTPException as exc:
                 log.info("discord: could not remove a button from a frozen message: %s", exc)
         return calls
@@ -294,6 +294,6 @@ class DiscordSurface:
             log.warning("discord: could not delete a surplus message: %s", exc)
 
 
-async def strip_buttons(channel: Channel, message_id: int) -> None:
-    """Remove the buttons under one of the bot's messages, through the channel."""
-    await channel.get_partial_message(message_id).edit(view=None)
+async def set_button(channel: Channel, message_id: int, control: Control | None) -> None:
+    """Put ``control`` (None: no button) under one of the bot's messages, through the channel."""
+    await channel.get_partial_message(message_id).edit(view=view_of(control))

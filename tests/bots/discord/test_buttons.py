@@ -259,3 +259,42 @@ async def test_a_reply_continued_in_channel_messages_leaves_no_stop_behind(dc, f
     ]
     assert stripped  # the frozen response lost its Stop through the channel
     assert all(c.ok for c in stripped)
+
+
+async def test_a_regenerate_that_fails_or_is_stopped_gives_the_button_back(dc, fake, bot):
+    await completions(dc, bot)
+    ran = dc.slash("chat", {"prompt": "q"})
+    await settled(bot, dc, ran)
+    first = last_message(dc)
+    custom_id = first.button("kamiya:regen:")
+    fake.enqueue(Script(status=500), endpoint="completions")
+    press = dc.click(first, custom_id)
+    await settled(bot, dc, press)
+    assert "Kamiya is not answering right now" in last_message(dc).content
+    assert first.buttons == [custom_id]  # still the last answer: it can be tried again
+    fake.enqueue(slow(), endpoint="completions")
+    press = dc.click(first, custom_id)
+    await dc.wait_for(lambda f: any(m.buttons for m in press.followups))
+    [growing] = press.followups
+    dc.click(growing, growing.button("kamiya:stop:"))
+    await settled(bot, dc, press)
+    assert first.buttons == [custom_id]
+    press = dc.click(first, custom_id)
+    await settled(bot, dc, press)
+    assert last_message(dc).content == "-# 🔄 Answered again\n**Echo** (turn 1): q"
+    assert first.buttons == []
+
+
+async def test_resuming_another_conversation_takes_the_regenerate_button_away(dc, fake, bot):
+    await completions(dc, bot)
+    ran = dc.slash("chat", {"prompt": "c1"})
+    await settled(bot, dc, ran)
+    older = await bot.store.state(f"discord:{CHANNEL_ID}")
+    await run(dc, "reset")
+    ran = dc.slash("chat", {"prompt": "c2"})
+    await settled(bot, dc, ran)
+    c2 = last_message(dc)
+    assert c2.buttons
+    assert older.local_id is not None
+    assert await run(dc, "resume", {"conversation": older.local_id}) == 'Continuing "Untitled".'
+    assert c2.buttons == []
