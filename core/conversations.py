@@ -539,7 +539,11 @@ class Conversations:
 
 
 def conversations_from_config(
-    client: KamiyaClient, store: ConversationStore, config: Config
+    client: KamiyaClient,
+    store: ConversationStore,
+    config: Config,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Conversations:
     settings = config.conversation
     return Conversations(
@@ -554,6 +558,7 @@ def conversations_from_config(
         resume_window=timedelta(hours=settings.resume_window_h),
         requests_per_minute=config.limits.requests_per_minute,
         chars_per_day=config.limits.chars_per_day,
+        clock=clock,
     )
 
 
