@@ -340,7 +340,9 @@ class Conversations:
         try:
             final, expired = await self._stoppable(ctx, self._server_stream(ctx, stored))
         except _Stopped:
-            return await _fail(ctx.sink, Failure("stopped", ctx.partial()))
+            # Stopped before a conversation existed: nothing upstream will be continued.
+            mode = "server" if stored is not None else "fresh"
+            return await _fail(ctx.sink, Failure("stopped", ctx.partial(), mode=mode))
         except KamiyaError as exc:
             return await _fail(ctx.sink, _failure(ctx, exc))
         if stored is not None and final.conversation_id != stored and not expired:

@@ -72,7 +72,8 @@ class Failure:
     limit; ``limit`` is its value, ``retry_after`` when the user may continue) or ``"stale"``
     (a Regenerate that no longer applies) or ``"storage"`` (the database could not be read, so
     nothing was asked). ``partial`` is the text already shown, which a
-    frontend keeps and marks as cut off. ``mode`` and ``model`` say what was asked.
+    frontend keeps and marks as cut off. ``mode`` and ``model`` say what was asked (``mode``
+    ``"fresh"``: a server-mode turn that would have started the conversation).
     """
 
     kind: str

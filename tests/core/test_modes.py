@@ -11,7 +11,7 @@ import pytest
 
 from core.conversations import Conversations
 from core.fake_kamiya import COMPLETIONS_PATH, FakeKamiya, Script
-from core.frontend import ChatKey
+from core.frontend import ChatKey, Failure
 from core.texts import failure_markdown, failure_text
 from storage import ChatState, MemoryStore
 from tests.conftest import KEY
@@ -437,3 +437,14 @@ async def test_an_unwritable_database_shows_the_reply_and_keeps_the_old_id(clien
         assert second is not None
         assert not second.saved
         assert await store.current(str(CHAT)) == first.conversation_id
+
+
+async def test_stopping_the_first_reply_of_a_conversation_says_only_stopped(conv, fake):
+    fake.enqueue(Script(reply="a b c d e f g h i j", chunk_chars=2, delay_s=0.05))
+    sink = RecordingSink()
+    task = asyncio.create_task(conv.ask(CHAT, "q", sink, user_id="u1", turn_id="t9"))
+    await until(lambda: bool(sink.progress_texts))
+    assert conv.stop("t9")
+    failure = await task
+    assert isinstance(failure, Failure)
+    assert failure_text(failure) == "Stopped."
