@@ -15,6 +15,7 @@ from storage.protocol import (
     ChatState,
     ChatUsage,
     ConversationRecord,
+    InflightRecord,
     TurnRecord,
     UsageRecord,
     UsageTotals,
@@ -33,7 +34,16 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """``ConversationStore`` in process memory; nothing survives the process."""
 
-    __slots__ = ("_chats", "_closed", "_conversations", "_days", "_messages", "_turns", "_usage")
+    __slots__ = (
+        "_chats",
+        "_closed",
+        "_conversations",
+        "_days",
+        "_messages",
+        "_replies",
+        "_turns",
+        "_usage",
+    )
 
     def __init__(self) -> None:
         self._chats: dict[str, ChatState] = {}
@@ -42,6 +52,7 @@ class MemoryStore:
         self._usage: dict[tuple[str, str], UsageRecord] = {}
         self._days: dict[tuple[str, str, date], UsageTotals] = {}
         self._messages: dict[tuple[str, str], str] = {}
+        self._replies: dict[str, InflightRecord] = {}
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -206,6 +217,46 @@ class MemoryStore:
         chats = [ChatUsage(chat_key, _sum(totals)) for chat_key, totals in per_chat.items()]
         chats.sort(key=lambda c: (-c.totals.chars, -c.totals.requests, c.chat_key))
         return _sum(c.totals for c in chats), chats[:top]
+
+    async def begin_reply(
+        self,
+        reply_id: str,
+        chat_key: str,
+        *,
+        platform: str,
+        target: str,
+        language: str | None,
+        at: datetime,
+    ) -> None:
+        self._check_open()
+        self._replies[reply_id] = InflightRecord(
+            reply_id=reply_id,
+            chat_key=chat_key,
+            platform=platform,
+            target=target,
+            message_ids=(),
+            language=language,
+            started_at=_to_utc(at),
+        )
+
+    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
+        self._check_open()
+        if isinstance(message_ids, str):  # as SqlStore: one id would pass as its characters
+            raise TypeError("message_ids must be a sequence of ids, not one string")
+        existing = self._replies.get(reply_id)
+        if existing is not None:
+            self._replies[reply_id] = replace(existing, message_ids=tuple(message_ids))
+
+    async def end_reply(self, reply_id: str) -> None:
+        self._check_open()
+        self._replies.pop(reply_id, None)
+
+    async def open_replies(self, platform: str) -> list[InflightRecord]:
+        self._check_open()
+        mine = [r for r in self._replies.values() if r.platform == platform]
+        # Same order as SqlStore: started, then id by code point.
+        mine.sort(key=lambda r: (r.started_at, r.reply_id))
+        return mine
 
     async def ping(self) -> None:
         self._check_open()

@@ -4,9 +4,11 @@ Each table answers one question: ``chats`` (where a chat's next message goes: it
 prompt and the current conversation of each mode), ``conversations`` (what a chat has talked
 about, kept after a reset so it can be resumed), ``turns`` (the context of completions-mode
 conversations, which the bot keeps itself), ``bot_messages`` (which conversation a bot message
-belongs to, for replies to it), ``usage`` (what each user of a chat has cost in all) and
-``usage_days`` (the same per UTC day, for limits and stats over a period). Times go through
-``UtcDateTime`` so every backend hands back aware UTC datetimes, whatever it stores.
+belongs to, for replies to it), ``usage`` (what each user of a chat has cost in all),
+``usage_days`` (the same per UTC day, for limits and stats over a period) and
+``replies_in_flight`` (replies being shown, so a restart can mark those a crash cut off).
+Times go through ``UtcDateTime`` so every backend hands back aware UTC datetimes, whatever it
+stores.
 
 Columns added by a migration come last in their class, in the order the migration adds them:
 that is where ``ALTER TABLE`` puts them, and the migration test compares the order too.
@@ -36,6 +38,7 @@ __all__ = [
     "BotMessage",
     "Chat",
     "Conversation",
+    "ReplyInFlight",
     "Turn",
     "Usage",
     "UsageDay",
@@ -204,3 +207,24 @@ class UsageDay(Base):
     requests: Mapped[int] = mapped_column(Integer)
     billed_chars: Mapped[int] = mapped_column(BigInteger)
     streamed_chars: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplyInFlight(Base):
+    """A reply being shown: written before its first platform call, deleted once it settles.
+
+    Rows still here at start were cut off by a crash; the frontend edits their messages to say
+    so. No foreign key to ``chats``: a reply may start before its chat has a row.
+    """
+
+    __tablename__ = "replies_in_flight"
+    # Serves "this platform's open replies, oldest first", the one query at start.
+    __table_args__ = (Index("ix_replies_in_flight_platform_started_at", "platform", "started_at"),)
+
+    reply_id: Mapped[str] = mapped_column(String(_KEY), primary_key=True)
+    chat_key: Mapped[str] = mapped_column(String(_KEY))
+    platform: Mapped[str] = mapped_column(String(32))
+    # Text: the frontend's own JSON, and the ids of a reply that may span many messages.
+    target: Mapped[str] = mapped_column(Text)
+    message_ids: Mapped[str] = mapped_column(Text)  # JSON list of strings
+    language: Mapped[str | None] = mapped_column(String(35))  # a BCP 47 tag fits in 35
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())

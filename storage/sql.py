@@ -2,8 +2,8 @@
 
 This module owns the engine, the sessions and transactions, argument checks and cancellation;
 the statements live beside it: ``storage.sql_writes`` (upserts, and why every write is one
-transaction starting with a write), ``storage.sql_reads`` (chats, conversations, turns) and
-``storage.sql_usage`` (usage and stats).
+transaction starting with a write), ``storage.sql_reads`` (chats, conversations, turns),
+``storage.sql_usage`` (usage and stats) and ``storage.sql_replies`` (replies in flight).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from storage import sql_reads, sql_usage, sql_writes
+from storage import sql_reads, sql_replies, sql_usage, sql_writes
 from storage.engine import StorageError, create_engine, create_schema, safe_url
 from storage.models import to_utc
 
@@ -25,12 +25,13 @@ if TYPE_CHECKING:
     from datetime import date, datetime
     from types import TracebackType
 
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
     from storage.protocol import (
         ChatState,
         ChatUsage,
         ConversationRecord,
+        InflightRecord,
         TurnRecord,
         UsageRecord,
         UsageTotals,
@@ -76,7 +77,8 @@ class SqlStore:
     whose schema already exists. ``async with`` closes it.
 
     Each operation checks its arguments, then opens a session (a transaction for writes) and
-    hands it to ``sql_reads``, ``sql_writes`` or ``sql_usage``.
+    hands it to ``sql_reads``, ``sql_writes`` or ``sql_usage``; replies in flight, on every
+    reply's path, take a plain connection to ``sql_replies``.
     """
 
     __slots__ = ("_closed", "_engine", "_insert", "_sessions", "_work")
@@ -273,6 +275,46 @@ class SqlStore:
                 session, platform=platform, since=since, top=top, dialect=self._dialect
             )
 
+    @_uncancellable
+    async def begin_reply(
+        self,
+        reply_id: str,
+        chat_key: str,
+        *,
+        platform: str,
+        target: str,
+        language: str | None,
+        at: datetime,
+    ) -> None:
+        at = to_utc(at)
+        async with self._connection() as conn, conn.begin():
+            await sql_replies.begin_reply(
+                conn,
+                self._insert,
+                reply_id,
+                chat_key,
+                platform=platform,
+                target=target,
+                language=language,
+                at=at,
+            )
+
+    @_uncancellable
+    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
+        encoded = sql_replies.encode_ids(message_ids)
+        async with self._connection() as conn, conn.begin():
+            await sql_replies.note_reply_messages(conn, reply_id, encoded)
+
+    @_uncancellable
+    async def end_reply(self, reply_id: str) -> None:
+        async with self._connection() as conn, conn.begin():
+            await sql_replies.end_reply(conn, reply_id)
+
+    @_uncancellable
+    async def open_replies(self, platform: str) -> list[InflightRecord]:
+        async with self._connection() as conn:
+            return await sql_replies.open_replies(conn, platform, dialect=self._dialect)
+
     async def ping(self) -> None:
         self._check_open()
         async with self._engine.connect() as conn:
@@ -302,6 +344,11 @@ class SqlStore:
     def _session(self) -> AsyncSession:
         self._check_open()
         return self._sessions()
+
+    def _connection(self) -> AsyncConnection:
+        """A plain connection, for statements that need no ORM (see ``storage.sql_replies``)."""
+        self._check_open()
+        return self._engine.connect()
 
 
 def _check_limit(name: str, value: int) -> None:

@@ -30,6 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     BigInteger,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -50,6 +51,8 @@ from sqlalchemy.pool import NullPool
 from storage import (
     ChatState,
     ChatUsage,
+    ConversationRecord,
+    InflightRecord,
     SqlStore,
     StorageError,
     TurnRecord,
@@ -109,6 +112,67 @@ LEGACY_USAGE = Table(
     Column("user_id", String(255), primary_key=True),
     Column("billed_chars", BigInteger, nullable=False),
     Column("requests", Integer, nullable=False),
+)
+
+# The tables revision 0002 left that a 0002 → 0003 test writes to, frozen as LEGACY is (only
+# the columns; the revisions' own checks cover names and keys). Never update them.
+AT_0002 = MetaData()
+AT_0002_CHATS = Table(
+    "chats",
+    AT_0002,
+    Column("chat_key", String(255), primary_key=True),
+    Column("conversation_id", String(255)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("local_id", String(255)),
+    Column("model", String(255)),
+    Column("system_prompt", Text),
+)
+AT_0002_CONVERSATIONS = Table(
+    "conversations",
+    AT_0002,
+    Column("conversation_id", String(255), primary_key=True),
+    Column("chat_key", String(255)),
+    Column("title", Text),
+    Column("created_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("mode", String(16)),
+    Column("model", String(255)),
+)
+AT_0002_TURNS = Table(
+    "turns",
+    AT_0002,
+    Column("id", Integer, primary_key=True),
+    Column("conversation_id", String(255)),
+    Column("user_text", Text),
+    Column("assistant_text", Text),
+    Column("created_at", DateTime(timezone=True)),
+)
+AT_0002_BOT_MESSAGES = Table(
+    "bot_messages",
+    AT_0002,
+    Column("chat_key", String(255), primary_key=True),
+    Column("message_id", String(255), primary_key=True),
+    Column("conversation_id", String(255)),
+    Column("created_at", DateTime(timezone=True)),
+)
+AT_0002_USAGE = Table(
+    "usage",
+    AT_0002,
+    Column("chat_key", String(255), primary_key=True),
+    Column("user_id", String(255), primary_key=True),
+    Column("billed_chars", BigInteger),
+    Column("requests", Integer),
+    Column("streamed_chars", BigInteger),
+)
+AT_0002_USAGE_DAYS = Table(
+    "usage_days",
+    AT_0002,
+    Column("chat_key", String(255), primary_key=True),
+    Column("user_id", String(255), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("requests", Integer),
+    Column("billed_chars", BigInteger),
+    Column("streamed_chars", BigInteger),
 )
 
 Shape = dict[str, dict[str, object]]
@@ -420,6 +484,103 @@ async def test_rows_at_the_baseline_get_the_defaults_of_0002(
         assert await store.turns("l1") == [TurnRecord("q", "abc")]
         assert await store.usage("telegram:1") == [
             UsageRecord("telegram:1", "u1", 3_000_000_000, 8, streamed_chars=3)
+        ]
+
+
+async def test_rows_at_0002_survive_the_upgrade_to_0003(
+    sql_target: SqlTarget, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 0003 only adds replies_in_flight: every row of every 0002 table must read back the same.
+    await upgrade(engine, "0002")
+    async with engine.begin() as conn:
+        await conn.execute(
+            AT_0002_CHATS.insert(),
+            [
+                {
+                    "chat_key": "telegram:1",
+                    "conversation_id": "c1",
+                    "updated_at": T0,
+                    "local_id": "l1",
+                    "model": "m1",
+                    "system_prompt": "be brief",
+                }
+            ],
+        )
+        await conn.execute(
+            AT_0002_CONVERSATIONS.insert(),
+            [
+                {
+                    "conversation_id": cid,
+                    "chat_key": "telegram:1",
+                    "title": title,
+                    "created_at": T0,
+                    "last_used_at": T0,
+                    "mode": mode,
+                    "model": model,
+                }
+                for cid, title, mode, model in (
+                    ("c1", "server one", "server", None),
+                    ("l1", None, "completions", "m1"),
+                )
+            ],
+        )
+        await conn.execute(
+            AT_0002_TURNS.insert(),
+            [
+                {"conversation_id": "l1", "user_text": q, "assistant_text": a, "created_at": T0}
+                for q, a in (("q1", "a1"), ("q2", "京都"))
+            ],
+        )
+        await conn.execute(
+            AT_0002_BOT_MESSAGES.insert(),
+            [
+                {
+                    "chat_key": "telegram:1",
+                    "message_id": "m7",
+                    "conversation_id": "l1",
+                    "created_at": T0,
+                }
+            ],
+        )
+        counts = {"requests": 3, "billed_chars": 3_000_000_000, "streamed_chars": 2}
+        key = {"chat_key": "telegram:1", "user_id": "u1"}
+        await conn.execute(AT_0002_USAGE.insert(), [{**key, **counts}])
+        await conn.execute(AT_0002_USAGE_DAYS.insert(), [{**key, "day": T0.date(), **counts}])
+    caplog.set_level(logging.INFO, logger="alembic")
+    caplog.clear()
+
+    await upgrade(engine, "0003")
+
+    assert [line.split(",")[0] for line in upgrades_run(caplog)] == [
+        "Running upgrade 0002 -> 0003"
+    ]
+    async with await sql_target.open() as store:
+        assert await store.state("telegram:1") == ChatState("c1", "l1", "m1", "be brief")
+        assert await store.conversation("c1") == ConversationRecord(
+            "c1", "telegram:1", "server one", T0, T0, mode="server"
+        )
+        assert await store.conversation("l1") == ConversationRecord(
+            "l1", "telegram:1", None, T0, T0, mode="completions", model="m1"
+        )
+        assert await store.turns("l1") == [TurnRecord("q1", "a1"), TurnRecord("q2", "京都")]
+        assert await store.message_conversation("telegram:1", "m7") == "l1"
+        assert await store.usage("telegram:1") == [
+            UsageRecord("telegram:1", "u1", 3_000_000_000, 3, streamed_chars=2)
+        ]
+        totals = UsageTotals(3, 3_000_000_000, 2)
+        assert await store.user_usage("u1", platform="telegram", since=T0.date()) == totals
+        assert await store.stats(platform="telegram", since=T0.date()) == (
+            totals,
+            [ChatUsage("telegram:1", totals)],
+        )
+
+        assert await store.open_replies("telegram") == []
+        await store.begin_reply(
+            "r1", "telegram:1", platform="telegram", target="{}", language=None, at=T0
+        )
+        await store.note_reply_messages("r1", ["m8"])
+        assert await store.open_replies("telegram") == [
+            InflightRecord("r1", "telegram:1", "telegram", "{}", ("m8",), None, T0)
         ]
 
 

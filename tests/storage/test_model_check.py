@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 CONVERSATIONS = ["c0", "c1", "c2", "l0", "l1"]
 MESSAGES = ["m0", "m1", "m2"]
+REPLIES = ["r0", "r1", "r2"]
+PLATFORMS = ["telegram", "discord"]
 DAYS = [T0.date(), T0.date() + timedelta(days=1)]
 
 
@@ -89,12 +91,33 @@ class Remember:
     at: datetime
 
 
-Operation = Reply | Turn | Reset | Title | Model | Prompt | Resume | Remember
+@dataclass(frozen=True, slots=True)
+class Begin:
+    reply_id: str
+    chat_key: str
+    platform: str
+    language: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    reply_id: str
+    message_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    reply_id: str
+
+
+Operation = Reply | Turn | Reset | Title | Model | Prompt | Resume | Remember | Begin | Note | End
 
 _chats = st.sampled_from([CHAT, OTHER_CHAT])
 # One pool for both modes, so a reply and a turn on the same id come up too.
 _conversation_ids = st.sampled_from(CONVERSATIONS)
 _users = st.sampled_from(["u1", "u2"])
+_replies = st.sampled_from(REPLIES)
 _models = st.sampled_from(["m1", "m2"])
 _text = st.text(st.characters(codec="utf-8"), max_size=20)
 # Few distinct instants (equal last uses test the tie-breaks), five hours apart: past midnight.
@@ -111,6 +134,9 @@ _operations = st.lists(
         st.builds(
             Remember, _chats, _conversation_ids, st.lists(st.sampled_from(MESSAGES)), _times
         ),
+        st.builds(Begin, _replies, _chats, st.sampled_from(PLATFORMS), st.none() | _text, _times),
+        st.builds(Note, _replies, st.lists(st.sampled_from(MESSAGES))),
+        st.builds(End, _replies),
     ),
     max_size=30,
 )
@@ -146,6 +172,15 @@ async def _apply(store: ConversationStore, operation: Operation) -> object:
             await store.set_system_prompt(chat_key, prompt, at=when)
         case Remember(chat_key, conversation_id, message_ids, when):
             await store.remember_messages(chat_key, conversation_id, message_ids, at=when)
+        case Begin(reply_id, chat_key, platform, language, when):
+            target = f'{{"chat": "{chat_key}"}}'
+            await store.begin_reply(
+                reply_id, chat_key, platform=platform, target=target, language=language, at=when
+            )
+        case Note(reply_id, message_ids):
+            await store.note_reply_messages(reply_id, message_ids)
+        case End(reply_id):
+            await store.end_reply(reply_id)
     return None
 
 
@@ -173,7 +208,8 @@ async def _snapshot(store: ConversationStore) -> object:
         for platform in ("telegram", "discord")
         for since in (None, *DAYS)
     ]
-    return chats, turns, users, stats
+    replies = [await store.open_replies(platform) for platform in PLATFORMS]
+    return chats, turns, users, stats, replies
 
 
 @pytest.mark.parametrize("upserts", [True, False], ids=["on-conflict", "select-then-write"])

@@ -1,0 +1,112 @@
+"""Replies in flight for ``SqlStore``: record one, note its messages, forget it, list the open.
+
+These run on every reply, several times, so each is one statement in its own short
+transaction: an upsert, an ``UPDATE`` or a ``DELETE`` by primary key. They run on a plain
+connection, not a session: with nothing to load or track, the ORM's unit of work would only add
+about a millisecond to every call. A row left behind is a reply a crash cut off;
+``open_replies`` finds them at start through the (platform, started_at) index. Message ids are
+stored as a JSON list in one column: a reply's ids are always read and replaced together, never
+queried one by one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, insert, select, update
+
+from storage.models import ReplyInFlight
+from storage.protocol import InflightRecord
+from storage.sql_reads import bytewise
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from storage.sql_writes import Insert
+
+__all__ = ["begin_reply", "encode_ids", "end_reply", "note_reply_messages", "open_replies"]
+
+
+def encode_ids(message_ids: Sequence[str]) -> str:
+    """The column's JSON; a lone ``str`` is refused, since it would pass as its characters."""
+    if isinstance(message_ids, str):
+        raise TypeError("message_ids must be a sequence of ids, not one string")
+    return json.dumps(list(message_ids), separators=(",", ":"))
+
+
+async def begin_reply(
+    conn: AsyncConnection,
+    dialect_insert: Insert | None,
+    reply_id: str,
+    chat_key: str,
+    *,
+    platform: str,
+    target: str,
+    language: str | None,
+    at: datetime,
+) -> None:
+    """Write the reply's row with no messages yet, replacing any row of the same id."""
+    values = {
+        "reply_id": reply_id,
+        "chat_key": chat_key,
+        "platform": platform,
+        "target": target,
+        "message_ids": encode_ids(()),
+        "language": language,
+        "started_at": at,
+    }
+    if dialect_insert is None:
+        # No ON CONFLICT here: two statements, still one transaction.
+        await conn.execute(delete(ReplyInFlight).where(ReplyInFlight.reply_id == reply_id))
+        await conn.execute(insert(ReplyInFlight).values(**values))
+        return
+    statement = dialect_insert(ReplyInFlight).values(**values)
+    replaced = {name: statement.excluded[name] for name in values if name != "reply_id"}
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=[ReplyInFlight.reply_id], set_=replaced)
+    )
+
+
+async def note_reply_messages(conn: AsyncConnection, reply_id: str, encoded_ids: str) -> None:
+    """Replace the reply's message ids (already JSON); an unknown reply matches no row."""
+    await conn.execute(
+        update(ReplyInFlight)
+        .where(ReplyInFlight.reply_id == reply_id)
+        .values(message_ids=encoded_ids)
+    )
+
+
+async def end_reply(conn: AsyncConnection, reply_id: str) -> None:
+    await conn.execute(delete(ReplyInFlight).where(ReplyInFlight.reply_id == reply_id))
+
+
+async def open_replies(
+    conn: AsyncConnection, platform: str, *, dialect: str
+) -> list[InflightRecord]:
+    query = (
+        select(
+            ReplyInFlight.reply_id,
+            ReplyInFlight.chat_key,
+            ReplyInFlight.platform,
+            ReplyInFlight.target,
+            ReplyInFlight.message_ids,
+            ReplyInFlight.language,
+            ReplyInFlight.started_at,
+        )
+        .where(ReplyInFlight.platform == platform)
+        # Ties broken by id, by code point, so every backend returns the same order.
+        .order_by(ReplyInFlight.started_at, bytewise(ReplyInFlight.reply_id, dialect))
+    )
+    rows = await conn.execute(query)
+    return [
+        InflightRecord(reply_id, chat_key, platform, target, _decode(ids), language, started_at)
+        for reply_id, chat_key, platform, target, ids, language, started_at in rows
+    ]
+
+
+def _decode(message_ids: str) -> tuple[str, ...]:
+    return tuple(str(each) for each in json.loads(message_ids))
