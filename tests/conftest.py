@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
@@ -38,3 +39,17 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def client(fake: FakeKamiya, http: httpx.AsyncClient) -> KamiyaClient:
     return KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
+    """Before a sync test, mark "no current event loop" explicitly.
+
+    looptime's hook asks the policy for the current loop even for sync tests; on Python 3.11
+    that *creates* a loop nobody closes, and its ResourceWarning then fails whichever test the
+    garbage collector happens to run in (seen under pytest-xdist).
+    """
+    # pytest-asyncio marks every async test (auto mode) and wraps it in a sync function.
+    if pyfuncitem.get_closest_marker("asyncio") is None:
+        asyncio.set_event_loop(None)
+    return (yield)
