@@ -47,6 +47,9 @@ class PlainSink:
     async def queued(self, ahead: int) -> None:
         return None
 
+    async def busy(self) -> None:
+        print(text("busy_streams"), file=self._err, flush=True)
+
     async def started(self) -> None:
         return None
 
@@ -73,6 +76,9 @@ class LiveSink:
 
     async def queued(self, ahead: int) -> None:
         return None
+
+    async def busy(self) -> None:
+        self._console.print(text("busy_streams"), style="dim")
 
     async def started(self) -> None:
         self._live = Live(

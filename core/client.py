@@ -19,6 +19,7 @@ from core.errors import (
     IncompleteStream,
     KamiyaError,
     MalformedEvent,
+    Unreachable,
     UpstreamFailure,
 )
 from core.events import Event, StreamReader, TextDelta, error_from_body
@@ -222,4 +223,4 @@ def _transport_error(exc: httpx.HTTPError, *, streaming: bool) -> KamiyaError:
         return IncompleteStream("the connection to Kamiya dropped mid-reply")
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamFailure("Kamiya did not answer in time")
-    return UpstreamFailure(f"could not reach Kamiya ({type(exc).__name__})")
+    return Unreachable(f"could not reach Kamiya ({type(exc).__name__})")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_SECRETS",
+    "BotSettings",
     "Config",
     "ConfigError",
     "ConversationSettings",
@@ -73,6 +74,10 @@ class KamiyaSettings(_Section):
     title_model: Str = "openai:gpt-3.5-turbo"
     # Chat Completions models users may pick with /model; the first choice is always "default",
     # Kamiya's server-side conversation, which needs no entry here.
+    # Extra attempts for a request that failed before its first byte with 429 (waiting its
+    # Retry-After), 5xx or no connection; backoff doubles, with jitter, up to retry_max_s.
+    retries: Annotated[int, Strict(), Field(ge=0, le=10)] = 2
+    retry_max_s: Annotated[float, Strict(), Field(gt=0, le=120)] = 10.0
     models: tuple[ModelName, ...] = (
         "openai:gpt-3.5-turbo",
         "openai:gpt-4",
@@ -93,6 +98,13 @@ class ConversationSettings(_Section):
     history_chars: Annotated[int, Strict(), Field(ge=500, le=1_000_000)] = 12_000
     # Kamiya keeps a server-side conversation for 48 hours after its last use.
     resume_window_h: Annotated[float, Strict(), Field(gt=0, le=24 * 365)] = 48.0
+
+
+class BotSettings(_Section):
+    """The process as a whole: how much it asks of Kamiya at once, how it stops."""
+
+    max_concurrent_streams: Annotated[int, Strict(), Field(ge=1, le=100_000)] = 200
+    shutdown_grace_s: Annotated[float, Strict(), Field(ge=0, le=600)] = 10.0
 
 
 class LimitSettings(_Section):
@@ -141,6 +153,7 @@ class LogSettings(_Section):
 
 
 class Config(_Section):
+    bot: BotSettings = BotSettings()
     kamiya: KamiyaSettings = KamiyaSettings()
     storage: StorageSettings = StorageSettings()
     conversation: ConversationSettings = ConversationSettings()

@@ -29,11 +29,12 @@ from core.history import Turn, build_messages
 from core.lanes import Lanes, QueueFull
 from core.limits import Limits
 from core.models import DEFAULT, ModelAccess
+from core.retries import RetryPolicy
 from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from core.client import KamiyaClient
     from core.config import Config
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 TITLE_TIMEOUT_S = 60.0
 INTERRUPT_GRACE_S = 1.0  # how long a shutdown waits to mark a cut-off reply
 T = TypeVar("T")
+NO_RETRIES = RetryPolicy()
 
 
 def utc_now() -> datetime:
@@ -98,6 +100,8 @@ class Conversations:
         resume_window: timedelta = timedelta(hours=48),
         requests_per_minute: int = 0,
         chars_per_day: int = 0,
+        retries: RetryPolicy = NO_RETRIES,
+        max_streams: int | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._client = client
@@ -115,6 +119,9 @@ class Conversations:
             chars_per_day=chars_per_day,
             clock=clock,
         )
+        self._retries = retries
+        # Bounds the Kamiya streams of the whole process; turns beyond it wait, told so.
+        self._streams = asyncio.Semaphore(max_streams) if max_streams else None
         self._clock = clock
         self._background = Background("titles")
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
@@ -338,7 +345,7 @@ class Conversations:
         key, job = ctx.key, ctx.job
         stored = state.conversation_id
         try:
-            final, expired = await self._stoppable(ctx, self._server_stream(ctx, stored))
+            final, expired = await self._stoppable(ctx, lambda: self._server_stream(ctx, stored))
         except _Stopped:
             # Stopped before a conversation existed: nothing upstream will be continued.
             mode = "server" if stored is not None else "fresh"
@@ -397,7 +404,9 @@ class Conversations:
             system or None, history, question, budget_chars=self._history_chars
         )
         try:
-            text = await self._stoppable(ctx, self._completion_stream(ctx, messages, model))
+            text = await self._stoppable(
+                ctx, lambda: self._completion_stream(ctx, messages, model)
+            )
         except _Stopped:
             stopped = Failure("stopped", ctx.partial(), mode="completions", model=model)
             return await _fail(ctx.sink, stopped)
@@ -486,9 +495,10 @@ class Conversations:
             return []
         return [Turn(t.user, t.assistant) for t in await self._store.turns(conversation_id)]
 
-    async def _stoppable(self, ctx: _Ctx, work: Coroutine[Any, Any, T]) -> T:
-        """Run the streaming part where ``stop`` can cancel it without cancelling the turn."""
-        task = asyncio.ensure_future(work)
+    async def _stoppable(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
+        """Run the streaming part (retried before its first byte, within the bot-wide bound)
+        where ``stop`` can cancel it without cancelling the turn."""
+        task = asyncio.ensure_future(self._bounded(ctx, work))
         self._running[ctx.job.turn_id] = (ctx.key, task)
         try:
             return await task
@@ -499,6 +509,15 @@ class Conversations:
             raise _Stopped from None
         finally:
             self._running.pop(ctx.job.turn_id, None)
+
+    async def _bounded(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
+        streams = self._streams
+        if streams is None:
+            return await self._retries.run(work, lambda: bool(ctx.shown))
+        if streams.locked():
+            await _quiet(ctx.sink.busy())
+        async with streams:
+            return await self._retries.run(work, lambda: bool(ctx.shown))
 
     async def _stream(self, ctx: _Ctx, content: str, conversation_id: str | None) -> Final:
         final: Final | None = None
@@ -560,6 +579,8 @@ def conversations_from_config(
         resume_window=timedelta(hours=settings.resume_window_h),
         requests_per_minute=config.limits.requests_per_minute,
         chars_per_day=config.limits.chars_per_day,
+        retries=RetryPolicy(config.kamiya.retries, max_s=config.kamiya.retry_max_s),
+        max_streams=config.bot.max_concurrent_streams,
         clock=clock,
     )
 

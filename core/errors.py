@@ -9,6 +9,7 @@ Tree::
     ├── RateLimited             429: retry_after seconds when the server said so
     ├── ConversationNotFound    the server no longer knows the conversationId sent
     ├── UpstreamFailure         5xx, other statuses, network error, timeout
+    │   └── Unreachable         no connection at all (retried)
     ├── IncompleteStream        closed before [DONE] or before kamiyaInfo
     ├── MalformedEvent          an event that is not what the protocol promises
     └── BlockingNotSupported    a blocking call for a model that only streams (local)
@@ -98,6 +99,10 @@ class UpstreamFailure(KamiyaError):
     """The relay or the network failed: 5xx, an unexpected status, a timeout, a reset."""
 
     kind = "upstream"
+
+
+class Unreachable(UpstreamFailure):
+    """No connection to the relay at all (refused, reset before an answer): safe to retry."""
 
 
 class IncompleteStream(KamiyaError):

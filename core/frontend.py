@@ -92,6 +92,10 @@ class ReplySink(Protocol):
         """The message waits behind ``ahead`` earlier messages of the same chat."""
         ...
 
+    async def busy(self) -> None:
+        """The bot is at ``[bot] max_concurrent_streams``: the reply waits for a free slot."""
+        ...
+
     async def started(self) -> None:
         """Kamiya is being asked now: a good moment for a typing indicator."""
         ...

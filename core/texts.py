@@ -93,6 +93,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stop": "Stop",
         "regenerate": "Regenerate",
         "nothing_to_stop": "Nothing is being answered right now.",
+        "busy_streams": "Many people are asking right now; your message is queued and will be "
+        "answered in a moment.",
         "storage": "The bot can't reach its database right now, so it can't answer. "
         "Please try again shortly.",
         "not_saved": "The bot couldn't save this conversation (database error); your next "
@@ -169,6 +171,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "stop": "停止",
         "regenerate": "重新生成",
         "nothing_to_stop": "当前没有正在进行的回答。",
+        "busy_streams": "当前提问的人很多，你的消息已排队，稍后就会回答。",
         "storage": "机器人暂时无法访问数据库，因此无法回答，请稍后再试。",
         "not_saved": "机器人未能保存此对话（数据库错误），你的下一条消息可能会开始新的对话。",
     },

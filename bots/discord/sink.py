@@ -49,6 +49,10 @@ class DiscordReply:
         with contextlib.suppress(discord.HTTPException):
             await self._surface.notice(say("queued", self._locale, ahead=ahead))
 
+    async def busy(self) -> None:
+        with contextlib.suppress(discord.HTTPException):
+            await self._surface.notice(text("busy_streams", self._locale))
+
     async def started(self) -> None:
         return None  # the deferred response already shows "thinking…"
 

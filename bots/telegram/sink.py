@@ -55,6 +55,9 @@ class TelegramReply:
     async def queued(self, ahead: int) -> None:
         return None  # the chat is already watching the reply ahead of this one
 
+    async def busy(self) -> None:
+        await self._notice(text("busy_streams", self._lang))
+
     async def started(self) -> None:
         self._activity = asyncio.create_task(self._show_activity(), name="telegram-activity")
 

@@ -24,6 +24,9 @@ class RecordingSink:
         self.calls.append("queued")
         self.queued_ahead.append(ahead)
 
+    async def busy(self) -> None:
+        self.calls.append("busy")
+
     async def started(self) -> None:
         self.calls.append("started")
         self.started_event.set()
