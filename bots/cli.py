@@ -95,7 +95,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         conversations = await _open_core(stack, config, config.kamiya.base_url)
         frontends = [factory(config, conversations) for factory in factories]
         with stop_on_signals(stop.set):
-            await serve(frontends, stop)
+            await serve(frontends, stop, grace_s=config.bot.shutdown_grace_s)
     return EXIT_OK
 
 

@@ -26,7 +26,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 4.0  # per frontend; the whole process must be gone within 5 s of a signal
+# Per frontend, beyond [bot] shutdown_grace_s (the drain of replies in flight): closing
+# connections and marking cut-off replies takes a few seconds at most.
+STOP_MARGIN_S = 4.0
 
 
 class Frontend(Protocol):
@@ -76,10 +78,14 @@ def select_frontends(config: Config) -> list[FrontendFactory]:
     return [factories[name] for name in names]
 
 
-async def serve(frontends: Sequence[Frontend], stop: asyncio.Event) -> None:
-    """Start every frontend, wait for ``stop``, then stop them in reverse order.
+async def serve(
+    frontends: Sequence[Frontend], stop: asyncio.Event, *, grace_s: float = 0.0
+) -> None:
+    """Start every frontend, wait for ``stop``, then stop them all at once.
 
-    A frontend that fails to start stops the ones already started and re-raises.
+    Each frontend drains its replies for up to ``grace_s`` (``[bot] shutdown_grace_s``) and
+    gets ``STOP_MARGIN_S`` more to close. A frontend that fails to start stops the ones
+    already started and re-raises.
     """
     started: list[Frontend] = []
     try:
@@ -89,16 +95,17 @@ async def serve(frontends: Sequence[Frontend], stop: asyncio.Event) -> None:
             log.info("%s frontend started", frontend.name)
         await stop.wait()
     finally:
-        # All at once: each gets STOP_TIMEOUT_S, and together they stay within 5 s of a signal.
-        await asyncio.gather(*(_stop(frontend) for frontend in reversed(started)))
+        # All at once, so the process is gone within one grace period and margin of a signal.
+        limit = grace_s + STOP_MARGIN_S
+        await asyncio.gather(*(_stop(frontend, limit) for frontend in reversed(started)))
 
 
-async def _stop(frontend: Frontend) -> None:
+async def _stop(frontend: Frontend, limit: float) -> None:
     try:
-        async with asyncio.timeout(STOP_TIMEOUT_S):
+        async with asyncio.timeout(limit):
             await frontend.stop()
     except TimeoutError:
-        log.warning("%s frontend did not stop within %.0f s", frontend.name, STOP_TIMEOUT_S)
+        log.warning("%s frontend did not stop within %.0f s", frontend.name, limit)
     except Exception:
         log.exception("%s frontend failed to stop cleanly", frontend.name)
     else:

@@ -26,6 +26,7 @@ from core.errors import ConversationNotFound, KamiyaError
 from core.events import Final, TextDelta
 from core.frontend import ChatKey, Failure, Reply, ReplySink
 from core.history import Turn, build_messages
+from core.inflight import InflightLog
 from core.lanes import Lanes, QueueFull
 from core.limits import Limits
 from core.models import DEFAULT, ModelAccess
@@ -123,6 +124,7 @@ class Conversations:
         # Bounds the Kamiya streams of the whole process; turns beyond it wait, told so.
         self._streams = asyncio.Semaphore(max_streams) if max_streams else None
         self._clock = clock
+        self._inflight = InflightLog(store, clock)
         self._background = Background("titles")
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
 
@@ -131,6 +133,11 @@ class Conversations:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def inflight(self) -> InflightLog:
+        """Where frontends record replies being shown, for recovery after a crash."""
+        return self._inflight
 
     @property
     def models(self) -> tuple[str, ...]:

@@ -46,12 +46,12 @@ async def test_a_signal_stops_every_frontend_in_reverse_order(sig):
 
 
 async def test_a_frontend_that_hangs_on_stop_is_abandoned_in_time(monkeypatch):
-    monkeypatch.setattr("bots.runner.STOP_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("bots.runner.STOP_MARGIN_S", 0.1)
     log: list[str] = []
     stop = asyncio.Event()
     stop.set()
     began = time.monotonic()
-    await serve([Dummy("a", log), Dummy("b", log, hang=True)], stop)
+    await serve([Dummy("a", log), Dummy("b", log, hang=True)], stop, grace_s=0.1)
     assert log == ["start a", "start b", "stop b", "stop a"]
     assert time.monotonic() - began < 4
 
