@@ -416,7 +416,8 @@ async def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(
 ) -> None:
     async with await sqlite_target.open() as store, store.engine.connect() as conn:
         assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
-        assert await conn.scalar(text("PRAGMA busy_timeout")) == 5000
+        assert await conn.scalar(text("PRAGMA busy_timeout")) == 15000
+        assert await conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
         assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
 
     # WAL is a property of the file: a plain engine without our pragmas sees it too.
