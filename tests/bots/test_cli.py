@@ -231,3 +231,12 @@ async def test_a_config_with_secrets_readable_by_others_gets_a_warning(tmp_path,
     config.chmod(0o600)
     quiet = await run("chat", "--config", str(config), cwd=tmp_path, stdin="/quit\n")
     assert "chmod" not in quiet.stderr
+
+
+async def test_a_20000_character_message_through_the_terminal_is_answered(tmp_path):
+    odd = "e\u0301 \u200b\u202eRTL\u202c 👩‍👩‍👧 "
+    message = (odd * (20_000 // len(odd) + 1))[:20_000]
+    result = await run("chat", "--offline", cwd=tmp_path, stdin=message + "\n")
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip()
