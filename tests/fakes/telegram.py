@@ -12,7 +12,9 @@ button presses (``press``: only a button the message shows) and their answers, e
 The layers, one job each: ``telegram_world`` holds the chats and what tests inspect,
 ``telegram_users`` plays the users (``private_message``, ``group_message``, ...),
 ``telegram_methods`` answers the bot's methods, this module serves them, logs ``calls``,
-scripts faults (``fail_next``) and lets tests ``wait_for`` a state instead of sleeping.
+scripts faults (``fail_next``, optionally in one chat; ``drop_next`` and ``drop_polls`` cut
+connections without an answer, as a network drop does) and lets tests ``wait_for`` a state
+instead of sleeping.
 The error texts for drafts are guesses: Telegram's wording is unknown.
 """
 
@@ -81,6 +83,10 @@ class Call:
         return self.status == 200
 
 
+class _Dropped(Exception):
+    """Close the connection instead of answering."""
+
+
 class FakeTelegram(BotMethods):
     """The fake server; an async context manager serving on ``base_url`` while open.
 
@@ -117,7 +123,10 @@ class FakeTelegram(BotMethods):
         )
         self.token = token
         self.calls: list[Call] = []
-        self._faults: defaultdict[str, deque[ApiError]] = defaultdict(deque)
+        self._faults: defaultdict[str, deque[tuple[int | None, ApiError]]] = defaultdict(deque)
+        self._drops: defaultdict[str, int] = defaultdict(int)
+        self._poll_drops = 0  # drop_polls() generation: waiting polls of an older one are cut
+        self.dropped: list[str] = []  # methods whose connection was cut, in order
         self._polls = 0  # getUpdates generation: a newer poll ends older, abandoned ones
         self.waiting_polls = 0  # long polls waiting for updates now
         self._stopping = False
@@ -176,8 +185,10 @@ class FakeTelegram(BotMethods):
         description: str | None = None,
         retry_after: int | None = None,
         times: int = 1,
+        chat_id: int | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with this error, before any checks.
+        """Answer the next ``times`` calls of ``method`` with this error, before any checks;
+        ``chat_id``: only calls for that chat (other chats' calls pass untouched).
 
         A 429 gets ``retry_after`` 1 unless told otherwise, as Telegram always sends one.
         """
@@ -186,7 +197,17 @@ class FakeTelegram(BotMethods):
         if description is None:
             description = _default_description(status, retry_after)
         for _ in range(times):
-            self._faults[method.lower()].append(ApiError(status, description, retry_after))
+            fault = ApiError(status, description, retry_after)
+            self._faults[method.lower()].append((chat_id, fault))
+
+    def drop_next(self, method: str, *, times: int = 1) -> None:
+        """Cut the connection of the next ``times`` calls of ``method`` without an answer."""
+        self._drops[method.lower()] += times
+
+    def drop_polls(self) -> None:
+        """Cut the connection of every long poll waiting now, as a network drop would."""
+        self._poll_drops += 1
+        self._changed()
 
     def calls_of(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method.lower() == method.lower()]
@@ -233,6 +254,12 @@ class FakeTelegram(BotMethods):
         at = self._clock()
         try:
             result = await self._dispatch(request.match_info["token"], method, params)
+        except _Dropped:
+            self.dropped.append(method)
+            self._changed()
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=HTTPStatus.NO_CONTENT)  # never reaches the client
         except ApiError as error:
             call = Call(
                 method,
@@ -264,11 +291,20 @@ class FakeTelegram(BotMethods):
         name = method.lower()
         if name != "getupdates" and name not in self.methods:
             raise ApiError(404, "Not Found")
-        if self._faults[name]:
-            raise self._faults[name].popleft()
+        if self._drops[name]:
+            self._drops[name] -= 1
+            raise _Dropped
+        self._raise_fault(name, params.get("chat_id"))
         if name == "getupdates":
             return await self._get_updates(params)
         return self.methods[name](params)
+
+    def _raise_fault(self, name: str, chat_id: object) -> None:
+        faults = self._faults[name]
+        for index, (chat, fault) in enumerate(faults):
+            if chat is None or chat == chat_id:
+                del faults[index]
+                raise fault
 
     async def _get_updates(self, params: JsonObject) -> list[JsonObject]:
         """Long polling: answer at once if updates are ready, else wait up to ``timeout``."""
@@ -277,14 +313,14 @@ class FakeTelegram(BotMethods):
         timeout = params.get("timeout", 0)
         wait_s = float(timeout) if isinstance(timeout, int | float) else 0.0
         self._polls += 1
-        generation = self._polls
+        generation, drops = self._polls, self._poll_drops
         ready = self._take_updates(offset, limit, params.get("allowed_updates"))
         if ready or wait_s <= 0 or self._stopping:
             return ready
 
         def ended() -> bool:
             # A newer poll means this one's client gave up (PTB cancels on stop): answer empty.
-            return self._stopping or generation != self._polls
+            return self._stopping or generation != self._polls or drops != self._poll_drops
 
         self.waiting_polls += 1
         self._changed()
@@ -296,6 +332,8 @@ class FakeTelegram(BotMethods):
                     )
         finally:
             self.waiting_polls -= 1
+        if drops != self._poll_drops:
+            raise _Dropped
         return [] if ended() else self._take_updates(offset, limit, None)
 
 

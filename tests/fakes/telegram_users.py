@@ -172,6 +172,16 @@ class TelegramUsers(TelegramWorld):
         ((kind, value),) = body.items()
         return self._queue(kind, value)
 
+    def send_raw(self, body: JsonObject) -> JsonObject:
+        """Queue ``body`` (an update without ``update_id``) exactly as given: any kind, any
+        fields or none, past ``allowed_updates``; for tests of input Telegram should never send.
+        """
+        update = {"update_id": next(self._update_ids), **body}
+        self._raw_ids.add(update["update_id"])
+        self._updates.append(update)
+        self._changed()
+        return update
+
     def _private_chat(self, user: JsonObject) -> JsonObject:
         chat: JsonObject = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
         if "username" in user:

@@ -299,6 +299,59 @@ async def test_scripted_faults_map_to_ptb_errors_then_clear(tg: FakeTelegram, bo
     assert tg.count_429 == 1
 
 
+async def test_a_fault_for_one_chat_leaves_other_chats_alone(tg: FakeTelegram, bot: Bot) -> None:
+    tg.fail_next("sendMessage", status=502, chat_id=ALICE)
+    await bot.send_message(ALICE + 1, "other chat first")
+    with pytest.raises(NetworkError, match="Bad Gateway"):
+        await bot.send_message(ALICE, "hi")
+    await bot.send_message(ALICE, "hi")
+    assert [(c.chat_id, c.status) for c in tg.calls_of("sendMessage")] == [
+        (ALICE + 1, 200),
+        (ALICE, 502),
+        (ALICE, 200),
+    ]
+
+
+async def test_a_dropped_call_is_a_network_error_with_no_answer(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    tg.drop_next("sendMessage")
+    with pytest.raises(NetworkError) as dropped:
+        await bot.send_message(ALICE, "lost")
+    assert not isinstance(dropped.value, BadRequest)
+    assert tg.dropped == ["sendMessage"]
+    assert tg.visible(ALICE) == []
+    await bot.send_message(ALICE, "through")
+    assert tg.visible_texts(ALICE) == ["through"]
+
+
+async def test_dropping_polls_cuts_a_waiting_long_poll_and_keeps_its_updates(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    poll = asyncio.create_task(bot.get_updates(timeout=30))
+    await tg.wait_for(lambda fake: fake.waiting_polls == 1)
+    tg.drop_polls()
+    with pytest.raises(NetworkError):
+        async with asyncio.timeout(5):
+            await poll
+    assert tg.dropped == ["getUpdates"]
+    tg.private_message(tg.user(ALICE), "after the drop")
+    [update] = await bot.get_updates(timeout=5)
+    assert update.message is not None
+    assert update.message.text == "after the drop"
+
+
+async def test_raw_updates_are_delivered_as_given_past_allowed_updates(
+    tg: FakeTelegram, bot: Bot
+) -> None:
+    assert await bot.get_updates(timeout=0, allowed_updates=["message"]) == ()
+    queued = tg.send_raw({"channel_post": {"message_id": 1}})  # no chat, no date
+    async with httpx.AsyncClient(base_url=f"{tg.base_url}/bot{TOKEN}") as http:
+        answer = await http.post("/getUpdates", data={"timeout": "0"})
+    assert answer.json()["result"] == [queued]
+    assert queued == {"update_id": queued["update_id"], "channel_post": {"message_id": 1}}
+
+
 async def test_long_polling_delivers_updates_and_honours_offset(
     tg: FakeTelegram, bot: Bot
 ) -> None:
