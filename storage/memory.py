@@ -239,13 +239,17 @@ class MemoryStore:
             started_at=_to_utc(at),
         )
 
-    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
+    async def note_reply_messages(
+        self, reply_id: str, message_ids: Sequence[str], shown: str = ""
+    ) -> None:
         self._check_open()
         if isinstance(message_ids, str):  # as SqlStore: one id would pass as its characters
             raise TypeError("message_ids must be a sequence of ids, not one string")
         existing = self._replies.get(reply_id)
         if existing is not None:
-            self._replies[reply_id] = replace(existing, message_ids=tuple(message_ids))
+            self._replies[reply_id] = replace(
+                existing, message_ids=tuple(message_ids), shown=shown
+            )
 
     async def end_reply(self, reply_id: str) -> None:
         self._check_open()

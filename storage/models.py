@@ -228,3 +228,6 @@ class ReplyInFlight(Base):
     message_ids: Mapped[str] = mapped_column(Text)  # JSON list of strings
     language: Mapped[str | None] = mapped_column(String(35))  # a BCP 47 tag fits in 35
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The last message's text as shown: a Telegram message is up to 4096 characters, and more
+    # once formatting is counted, so Text, not a String of some length.
+    shown: Mapped[str] = mapped_column(Text, server_default="")

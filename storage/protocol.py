@@ -98,7 +98,9 @@ class InflightRecord:
     """A reply that was being shown when the process stopped: where, and in which messages.
 
     ``target`` is the frontend's own description of where the reply goes (JSON text), so a new
-    process can edit those messages to say the reply was interrupted.
+    process can edit those messages to say the reply was interrupted. ``shown`` is the text of
+    the last message as the platform shows it (``""`` until noted): an edit replaces a message's
+    whole text, so the new process needs it to keep what the reader saw and add the notice.
     """
 
     reply_id: str
@@ -108,6 +110,7 @@ class InflightRecord:
     message_ids: tuple[str, ...]
     language: str | None
     started_at: datetime
+    shown: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +249,15 @@ class ConversationStore(Protocol):
         """Record a reply about to be shown (before its first platform call)."""
         ...
 
-    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
-        """Replace the reply's platform message ids (as it grows); unknown ids are ignored."""
+    async def note_reply_messages(
+        self, reply_id: str, message_ids: Sequence[str], shown: str = ""
+    ) -> None:
+        """Replace the reply's platform message ids and shown text (as it grows).
+
+        ``shown`` is the text of the last message as the platform shows it (after formatting),
+        kept whole, so a restart can edit that message to it plus an "interrupted" notice. Both
+        are replaced together, never merged; unknown reply ids are ignored.
+        """
         ...
 
     async def end_reply(self, reply_id: str) -> None:

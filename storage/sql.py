@@ -300,10 +300,12 @@ class SqlStore:
             )
 
     @_uncancellable
-    async def note_reply_messages(self, reply_id: str, message_ids: Sequence[str]) -> None:
+    async def note_reply_messages(
+        self, reply_id: str, message_ids: Sequence[str], shown: str = ""
+    ) -> None:
         encoded = sql_replies.encode_ids(message_ids)
         async with self._connection() as conn, conn.begin():
-            await sql_replies.note_reply_messages(conn, reply_id, encoded)
+            await sql_replies.note_reply_messages(conn, reply_id, encoded, shown)
 
     @_uncancellable
     async def end_reply(self, reply_id: str) -> None:

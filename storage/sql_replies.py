@@ -6,7 +6,8 @@ connection, not a session: with nothing to load or track, the ORM's unit of work
 about a millisecond to every call. A row left behind is a reply a crash cut off;
 ``open_replies`` finds them at start through the (platform, started_at) index. Message ids are
 stored as a JSON list in one column: a reply's ids are always read and replaced together, never
-queried one by one.
+queried one by one. The shown text goes in the same ``UPDATE`` as the ids it belongs to, so a
+restart never pairs one note's ids with another's text.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ async def begin_reply(
         "message_ids": encode_ids(()),
         "language": language,
         "started_at": at,
+        "shown": "",
     }
     if dialect_insert is None:
         # No ON CONFLICT here: two statements, still one transaction.
@@ -71,12 +73,15 @@ async def begin_reply(
     )
 
 
-async def note_reply_messages(conn: AsyncConnection, reply_id: str, encoded_ids: str) -> None:
-    """Replace the reply's message ids (already JSON); an unknown reply matches no row."""
+async def note_reply_messages(
+    conn: AsyncConnection, reply_id: str, encoded_ids: str, shown: str
+) -> None:
+    """Replace the reply's message ids (already JSON) and shown text in one statement; an
+    unknown reply matches no row."""
     await conn.execute(
         update(ReplyInFlight)
         .where(ReplyInFlight.reply_id == reply_id)
-        .values(message_ids=encoded_ids)
+        .values(message_ids=encoded_ids, shown=shown)
     )
 
 
@@ -96,6 +101,7 @@ async def open_replies(
             ReplyInFlight.message_ids,
             ReplyInFlight.language,
             ReplyInFlight.started_at,
+            ReplyInFlight.shown,
         )
         .where(ReplyInFlight.platform == platform)
         # Ties broken by id, by code point, so every backend returns the same order.
@@ -103,8 +109,10 @@ async def open_replies(
     )
     rows = await conn.execute(query)
     return [
-        InflightRecord(reply_id, chat_key, platform, target, _decode(ids), language, started_at)
-        for reply_id, chat_key, platform, target, ids, language, started_at in rows
+        InflightRecord(
+            reply_id, chat_key, platform, target, _decode(ids), language, started_at, shown
+        )
+        for reply_id, chat_key, platform, target, ids, language, started_at, shown in rows
     ]
 
 

@@ -48,8 +48,9 @@ def record(
     target: str = TARGET,
     language: str | None = "en",
     when: datetime = T0,
+    shown: str = "",
 ) -> InflightRecord:
-    return InflightRecord(reply_id, chat_key, platform, target, message_ids, language, when)
+    return InflightRecord(reply_id, chat_key, platform, target, message_ids, language, when, shown)
 
 
 # --- recording ---------------------------------------------------------------------------------
@@ -63,6 +64,8 @@ async def test_begun_reply_is_open_without_messages(store: ConversationStore) ->
     await begin(store, "r1")
 
     assert await store.open_replies("telegram") == [record("r1")]
+    [found] = await store.open_replies("telegram")
+    assert found.shown == ""
 
 
 async def test_a_reply_needs_no_chat_row(store: ConversationStore) -> None:
@@ -93,10 +96,44 @@ async def test_noted_messages_replace_the_previous_ones_in_order(
     assert await store.open_replies("telegram") == [record("r1")]
 
 
+async def test_noted_shown_text_is_stored_with_the_ids(store: ConversationStore) -> None:
+    await begin(store, "r1")
+
+    await store.note_reply_messages("r1", ["m1"], "Hello")
+
+    assert await store.open_replies("telegram") == [record("r1", "m1", shown="Hello")]
+
+
+async def test_shown_text_is_replaced_not_appended(store: ConversationStore) -> None:
+    await begin(store, "r1")
+    await store.note_reply_messages("r1", ["m1"], "Hello")
+
+    await store.note_reply_messages("r1", ["m1", "m2"], "world")
+    assert await store.open_replies("telegram") == [record("r1", "m1", "m2", shown="world")]
+
+    # Each note replaces both: left out, the text goes back to "" with the new ids.
+    await store.note_reply_messages("r1", ["m1", "m2", "m3"])
+    assert await store.open_replies("telegram") == [record("r1", "m1", "m2", "m3")]
+
+
+async def test_long_unicode_shown_text_is_stored_whole(store: ConversationStore) -> None:
+    # A full Telegram message: 4096 characters, with astral code points, line and paragraph
+    # separators, quotes, backslashes, NUL-free control characters and trailing spaces.
+    unit = '京都 😀 \u2028\u2029 "q" \\ \t\r\n\x7f é '
+    shown = (unit * (4096 // len(unit) + 1))[:4095] + " "
+    assert len(shown) == 4096
+    await begin(store, "r1")
+
+    await store.note_reply_messages("r1", ["m1"], shown)
+
+    [found] = await store.open_replies("telegram")
+    assert found.shown == shown
+
+
 async def test_noting_messages_of_an_unknown_reply_does_nothing(
     store: ConversationStore,
 ) -> None:
-    await store.note_reply_messages("r-unknown", ["m1"])
+    await store.note_reply_messages("r-unknown", ["m1"], "text")
 
     assert await store.open_replies("telegram") == []
 
@@ -104,14 +141,16 @@ async def test_noting_messages_of_an_unknown_reply_does_nothing(
 async def test_one_string_as_message_ids_is_refused(store: ConversationStore) -> None:
     await begin(store, "r1")
 
+    await store.note_reply_messages("r1", ["m1"], "kept")
+
     with pytest.raises(TypeError, match="message_ids"):
-        await store.note_reply_messages("r1", "m123")
-    assert await store.open_replies("telegram") == [record("r1")]
+        await store.note_reply_messages("r1", "m123", "lost")
+    assert await store.open_replies("telegram") == [record("r1", "m1", shown="kept")]
 
 
 async def test_beginning_a_reply_again_replaces_its_row(store: ConversationStore) -> None:
     await begin(store, "r1", when=at(5))
-    await store.note_reply_messages("r1", ["m1", "m2"])
+    await store.note_reply_messages("r1", ["m1", "m2"], "old text")
 
     await begin(store, "r1", chat_key=OTHER_CHAT, target="{}", language=None, when=at(1))
 
@@ -171,7 +210,7 @@ async def test_ending_an_unknown_or_ended_reply_is_harmless(store: ConversationS
     await store.end_reply("r1")
     await store.end_reply("r1")
 
-    await store.note_reply_messages("r1", ["m1"])  # late: must not bring it back
+    await store.note_reply_messages("r1", ["m1"], "late")  # must not bring it back
 
     assert await store.open_replies("telegram") == []
 
@@ -231,14 +270,16 @@ async def test_closed_store_refuses_reply_calls(store: ConversationStore) -> Non
 async def test_open_replies_survive_a_restart(sql_target: SqlTarget) -> None:
     async with await sql_target.open() as store:
         await begin(store, "r1")
-        await store.note_reply_messages("r1", ["m1", "m2"])
+        await store.note_reply_messages("r1", ["m1", "m2"], "京都 so far")
         await begin(store, "r2", chat_key=OTHER_CHAT, platform="discord", when=at(1))
         await begin(store, "r3", when=at(2))
         await store.end_reply("r3")
 
     # The process that recorded them is gone; the next one finds what it left unfinished.
     async with await sql_target.open() as restarted:
-        assert await restarted.open_replies("telegram") == [record("r1", "m1", "m2")]
+        assert await restarted.open_replies("telegram") == [
+            record("r1", "m1", "m2", shown="京都 so far")
+        ]
         assert await restarted.open_replies("discord") == [
             record("r2", chat_key=OTHER_CHAT, platform="discord", when=at(1))
         ]
@@ -273,8 +314,8 @@ async def test_many_replies_at_once_across_two_stores(sql_target: SqlTarget) -> 
     # engines stand in for two processes sharing the database.
     async def one_reply(store: ConversationStore, n: int) -> None:
         await begin(store, f"r{n:03d}", when=at(n))
-        await store.note_reply_messages(f"r{n:03d}", [f"m{n}"])
-        await store.note_reply_messages(f"r{n:03d}", [f"m{n}", f"m{n}b"])
+        await store.note_reply_messages(f"r{n:03d}", [f"m{n}"], f"text {n}")
+        await store.note_reply_messages(f"r{n:03d}", [f"m{n}", f"m{n}b"], f"more {n}")
         if n % 10:
             await store.end_reply(f"r{n:03d}")
 
@@ -283,4 +324,7 @@ async def test_many_replies_at_once_across_two_stores(sql_target: SqlTarget) -> 
 
         left = await second.open_replies("telegram")
 
-    assert left == [record(f"r{n:03d}", f"m{n}", f"m{n}b", when=at(n)) for n in range(0, 200, 10)]
+    assert left == [
+        record(f"r{n:03d}", f"m{n}", f"m{n}b", when=at(n), shown=f"more {n}")
+        for n in range(0, 200, 10)
+    ]

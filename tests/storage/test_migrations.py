@@ -578,9 +578,9 @@ async def test_rows_at_0002_survive_the_upgrade_to_0003(
         await store.begin_reply(
             "r1", "telegram:1", platform="telegram", target="{}", language=None, at=T0
         )
-        await store.note_reply_messages("r1", ["m8"])
+        await store.note_reply_messages("r1", ["m8"], "京都 so far")
         assert await store.open_replies("telegram") == [
-            InflightRecord("r1", "telegram:1", "telegram", "{}", ("m8",), None, T0)
+            InflightRecord("r1", "telegram:1", "telegram", "{}", ("m8",), None, T0, "京都 so far")
         ]
 
 

@@ -104,6 +104,7 @@ class Begin:
 class Note:
     reply_id: str
     message_ids: list[str]
+    shown: str | None  # None: left out, so the default applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ _operations = st.lists(
             Remember, _chats, _conversation_ids, st.lists(st.sampled_from(MESSAGES)), _times
         ),
         st.builds(Begin, _replies, _chats, st.sampled_from(PLATFORMS), st.none() | _text, _times),
-        st.builds(Note, _replies, st.lists(st.sampled_from(MESSAGES))),
+        st.builds(Note, _replies, st.lists(st.sampled_from(MESSAGES)), st.none() | _text),
         st.builds(End, _replies),
     ),
     max_size=30,
@@ -177,8 +178,9 @@ async def _apply(store: ConversationStore, operation: Operation) -> object:
             await store.begin_reply(
                 reply_id, chat_key, platform=platform, target=target, language=language, at=when
             )
-        case Note(reply_id, message_ids):
-            await store.note_reply_messages(reply_id, message_ids)
+        case Note(reply_id, message_ids, shown):
+            given_shown = () if shown is None else (shown,)
+            await store.note_reply_messages(reply_id, message_ids, *given_shown)
         case End(reply_id):
             await store.end_reply(reply_id)
     return None

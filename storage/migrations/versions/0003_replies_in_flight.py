@@ -1,10 +1,10 @@
 """Replies in flight, for crash recovery.
 
 ``replies_in_flight`` holds each reply while it is being shown: the platform messages it has
-so far and where they are. A row is written before the reply's first platform call and deleted
-once it settles, so rows found at start belong to replies a crash cut off, which the frontend
-then marks as interrupted. No foreign key to ``chats``: a reply may start before its chat has a
-row. A new table only, so existing rows are untouched.
+so far, where they are and the text the last one shows. A row is written before the reply's
+first platform call and deleted once it settles, so rows found at start belong to replies a
+crash cut off, which the frontend then marks as interrupted. No foreign key to ``chats``: a
+reply may start before its chat has a row. A new table only, so existing rows are untouched.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("message_ids", sa.Text(), nullable=False),
         sa.Column("language", sa.String(35), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("shown", sa.Text(), server_default="", nullable=False),
         sa.PrimaryKeyConstraint("reply_id", name=op.f("pk_replies_in_flight")),
     )
     op.create_index(
