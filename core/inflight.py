@@ -40,6 +40,7 @@ class Leftover:
     target: dict[str, Any]
     message_ids: tuple[str, ...]
     language: str | None
+    shown: str = ""  # what the last message showed
 
 
 class InflightLog:
@@ -65,9 +66,15 @@ class InflightLog:
             log.warning("chat %s: could not record a reply in flight", chat, exc_info=True)
         return reply_id
 
-    async def messages(self, reply_id: str, message_ids: Sequence[str | int]) -> None:
+    async def messages(
+        self, reply_id: str, message_ids: Sequence[str | int], shown: str = ""
+    ) -> None:
+        """The reply's messages so far, and the text its last one shows (as the platform
+        shows it: after formatting), so a new process can mark that text interrupted."""
         try:
-            await self._store.note_reply_messages(reply_id, [str(m) for m in message_ids])
+            await self._store.note_reply_messages(
+                reply_id, [str(m) for m in message_ids], shown
+            )
         except Exception:
             log.warning("could not note the messages of reply %s", reply_id, exc_info=True)
 
@@ -101,6 +108,7 @@ class InflightLog:
                     target,
                     record.message_ids,
                     record.language,
+                    record.shown,
                 )
             )
         return found
