@@ -6,6 +6,11 @@ task it spawns and returns. The frontend owns those tasks and ends them on ``sto
 
 Updates are messages (questions and commands) and callback queries (inline buttons: Stop,
 Regenerate, and the /model and /resume keyboards, see ``keyboards``). Every press is answered.
+
+Start marks the replies a killed process left unfinished (``recovery``). Stop is graceful: no
+new updates (the ones fetched are confirmed to Telegram and handled, so a restart neither loses
+nor repeats one), replies in flight get ``[bot] shutdown_grace_s`` to finish, the rest are
+cancelled, which core shows as interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bots.telegram import keyboards, outbox
 from bots.telegram.controls import Answer, Controls
 from bots.telegram.marks import drop_keyboard
 from bots.telegram.paste import PasteJoiner
+from bots.telegram.recovery import mark_interrupted
 from bots.telegram.replies import Replies
 from bots.telegram.routing import (
     chat_key,
@@ -39,6 +45,7 @@ from bots.telegram.routing import (
     triggered,
 )
 from bots.telegram.texts import COMMANDS, say
+from bots.telegram.updates import ReadableUpdates
 from core import text
 from core.background import Background
 
@@ -49,6 +56,7 @@ if TYPE_CHECKING:
     from telegram.ext import ContextTypes
 
     from core import ChatKey, Config, Conversations, TelegramSettings
+    from core.throttle import ChatGate
 
     Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[object, object, None]]
     Control = Callable[[ChatKey, User, str, str | None], Awaitable[Answer]]
@@ -57,7 +65,7 @@ __all__ = ["TelegramFrontend"]
 
 log = logging.getLogger(__name__)
 
-DRAIN_S = 1.5  # on stop, replies in flight get this long to finish before they are cancelled
+POLL_READ_TIMEOUT_S = 5.0  # beyond the long poll's own timeout (PTB's default)
 
 
 class TelegramFrontend:
@@ -67,6 +75,7 @@ class TelegramFrontend:
 
     def __init__(self, config: Config, conversations: Conversations) -> None:
         self._settings: TelegramSettings = config.telegram
+        self._grace_s = config.bot.shutdown_grace_s
         self._conversations = conversations
         self._app: Application | None = None  # type: ignore[type-arg]
         self._tasks = Background("telegram")
@@ -105,6 +114,9 @@ class TelegramFrontend:
             .token(settings.token.get_secret_value())
             .base_url(base)
             .base_file_url(file_base)
+            .get_updates_request(
+                ReadableUpdates(connection_pool_size=1, read_timeout=POLL_READ_TIMEOUT_S)
+            )
             .build()
         )
         controls = self._controls
@@ -131,27 +143,44 @@ class TelegramFrontend:
         await app.initialize()
         self._app = app
         await self._register_commands()
+        await self._recover()
         if app.updater is None:
             raise RuntimeError("python-telegram-bot was built without an updater")
         await app.updater.start_polling(
             timeout=int(settings.poll_timeout_s),
             allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            error_callback=_polling_failed,
         )
         await app.start()
         log.info("telegram: serving as @%s", self.bot_user.username)
 
     async def stop(self) -> None:
+        """No new updates; replies in flight get ``[bot] shutdown_grace_s``, then are cut."""
         app = self._app
         if app is None:
             return
         if app.updater is not None and app.updater.running:
+            # Ends the long poll and confirms every update fetched so far to Telegram.
             await app.updater.stop()
-        self._paste.flush_all()
-        await self._tasks.drain(DRAIN_S)
         if app.running:
-            await app.stop()
+            await app.stop()  # handles the updates fetched but not yet handled
+        self._paste.flush_all()
+        await self._tasks.drain(self._grace_s)
         await app.shutdown()
         self._app = None
+
+    async def _recover(self) -> None:
+        """Replies a killed process left unfinished: each chat is told, in the background."""
+        leftovers = await self._conversations.inflight.leftovers(self.name)
+        if leftovers:
+            log.info("telegram: %d replies were cut off by a restart", len(leftovers))
+        inflight, bot = self._conversations.inflight, self.bot
+
+        def gate(chat_id: int, private: bool) -> ChatGate:
+            return self._replies.gate(chat_id, private=private)
+
+        for leftover in leftovers:
+            self._tasks.spawn(mark_interrupted(bot, inflight, leftover, gate))
 
     async def _register_commands(self) -> None:
         for code in (None, "zh"):
@@ -378,3 +407,8 @@ class TelegramFrontend:
             self._refused.add((message.chat.id, user.id))  # one polite refusal, then silence
             self._tasks.spawn(self._say(message, say("not_allowed", user.language_code)))
         return False
+
+
+def _polling_failed(exc: TelegramError) -> None:
+    """PTB retries the long poll by itself; one line instead of its traceback."""
+    log.warning("telegram: polling failed (%r); trying again", exc)

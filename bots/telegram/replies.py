@@ -1,14 +1,17 @@
 """One reply in a Telegram chat, from start to after its end, whether asked or regenerated.
 
-A reply gets its turn id (for its Stop button), its surface (draft or edits, the chat's pace)
-and its sink. When it completes, its messages are remembered (replying to one continues its
-conversation) and the chat's Regenerate button moves to its last message, or goes.
+A reply gets its turn id (for its Stop button), its surface (draft or edits, the chat's pace),
+its crash record (``Flight``: ended once the user sees it settled, else left for the next start
+to mark interrupted) and its sink. When it completes, its messages are remembered (replying to
+one continues its conversation) and the chat's Regenerate button moves to its last message, or
+goes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bots.telegram.flight import Flight
 from bots.telegram.keyboards import stop_keyboard
 from bots.telegram.marks import RegenerateMarks, drop_keyboard
 from bots.telegram.routing import is_private, thread_of
@@ -118,22 +121,26 @@ class Replies:
         chat_id = target.chat_id
         lang = user.language_code
         turn_id = new_turn_id()
+        draft = (
+            private and self._settings.stream_mode == "draft" and chat_id not in self._no_drafts
+        )
+        flight = Flight(self._conversations.inflight, key, target.record(private=private), lang)
         surface = TelegramSurface(
             bot,
             target,
-            draft=private
-            and self._settings.stream_mode == "draft"
-            and chat_id not in self._no_drafts,
+            draft=draft,
             on_draft_refused=lambda: self._no_drafts.add(chat_id),
             stop=stop_keyboard(turn_id, lang),
+            on_change=flight.note,
         )
-        sink = TelegramReply(
-            bot, target, surface, self.gate(chat_id, private=private), language_code=lang
-        )
+        gate = self.gate(chat_id, private=private)
+        sink = TelegramReply(bot, target, surface, gate, flight, language_code=lang)
         try:
             result = await run(sink, turn_id)
         finally:
             await sink.aclose()
+            if surface.settled:
+                await flight.end()
         if isinstance(result, Reply):
             ids = surface.message_ids
             await self._conversations.remember(key, result.conversation_id, [str(i) for i in ids])

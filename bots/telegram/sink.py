@@ -1,4 +1,8 @@
-"""``ReplySink`` for Telegram: typing and a "Thinking…" draft until text shows, then the pacer."""
+"""``ReplySink`` for Telegram: typing and a "Thinking…" draft until text shows, then the pacer.
+
+The reply's crash record (``Flight``) begins at its first sign of life (queued, waiting for a
+stream slot, or started), so it exists before the first Bot API call.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from core.throttle import LiveRenderer, RetryLater
 if TYPE_CHECKING:
     from telegram import Bot
 
+    from bots.telegram.flight import Flight
     from bots.telegram.surface import Target, TelegramSurface
     from core import Failure, Reply
     from core.throttle import ChatGate
@@ -41,10 +46,12 @@ class TelegramReply:
         target: Target,
         surface: TelegramSurface,
         gate: ChatGate,
+        flight: Flight,
         *,
         language_code: str | None,
     ) -> None:
         self._bot = bot
+        self._flight = flight
         self._target = target
         self._surface = surface
         self._gate = gate
@@ -53,12 +60,16 @@ class TelegramReply:
         self._activity: asyncio.Task[None] | None = None
 
     async def queued(self, ahead: int) -> None:
-        return None  # the chat is already watching the reply ahead of this one
+        # Nothing to show (the chat is already watching the reply ahead of this one), but a
+        # crash while it waits must still tell the user to send it again.
+        await self._flight.begin()
 
     async def busy(self) -> None:
+        await self._flight.begin()
         await self._notice(text("busy_streams", self._lang))
 
     async def started(self) -> None:
+        await self._flight.begin()
         self._activity = asyncio.create_task(self._show_activity(), name="telegram-activity")
 
     async def progress(self, text: str) -> None:
@@ -71,6 +82,8 @@ class TelegramReply:
             await self._notice(say("expired", self._lang))
         if reply.resumed is not None:
             await self._notice(text("continued", self._lang, title=reply.resumed))
+        if not reply.saved:
+            await self._notice(text("not_saved", self._lang))
 
     async def failed(self, failure: Failure) -> None:
         self._surface.final_markup = None

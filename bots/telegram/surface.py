@@ -9,6 +9,10 @@ Buttons are part of a message's state too: while a reply streams by edits, each 
 carries ``stop`` (drafts cannot carry buttons); the final state has none but ``final_markup``
 on the last message (Regenerate). A message whose text is final but whose buttons are not gets
 only its keyboard edited.
+
+Whenever the messages change (one sent or deleted, the last one's text edited), ``on_change``
+hears their ids and the last one's text, so a crash record can say what the user saw; once the
+final state is shown, ``settled`` is set.
 """
 
 from __future__ import annotations
@@ -49,6 +53,15 @@ class Target:
     thread_id: int | None = None
     reply_to: int | None = None
 
+    def record(self, *, private: bool) -> dict[str, object]:
+        """The target as a crash record keeps it (``core.inflight``; read by ``recovery``)."""
+        return {
+            "chat_id": self.chat_id,
+            "thread_id": self.thread_id,
+            "reply_to": self.reply_to,
+            "private": private,
+        }
+
 
 class _DraftRefused(Exception):
     pass
@@ -65,6 +78,7 @@ class TelegramSurface:
         draft: bool,
         on_draft_refused: Callable[[], None] = lambda: None,
         stop: InlineKeyboardMarkup | None = None,
+        on_change: Callable[[list[int], str], Awaitable[None]] | None = None,
     ) -> None:
         self._bot = bot
         self._target = target
@@ -76,7 +90,9 @@ class TelegramSurface:
         self._sent: list[tuple[int, Chunk, InlineKeyboardMarkup | None]] = []
         self._last_draft: Chunk | None = None
         self._lock = asyncio.Lock()
+        self._on_change = on_change
         self.visible = asyncio.Event()
+        self.settled = False  # the final state is shown
 
     @property
     def drafting(self) -> bool:
@@ -114,7 +130,9 @@ class TelegramSurface:
         async with self._lock:
             chunks = split(markdown) or [Chunk("…", ())]
             markups = [None] * (len(chunks) - 1) + [self.final_markup]
-            return await self._sync(chunks, markups)
+            calls = await self._sync(chunks, markups)
+            self.settled = True
+            return calls
 
     def _fall_back(self) -> None:
         log.info("chat %s: drafts refused, streaming by edits", self._target.chat_id)
@@ -123,8 +141,11 @@ class TelegramSurface:
 
     async def _show_draft(self, chunks: list[Chunk]) -> int:
         calls = 0
-        while len(self._sent) < len(chunks) - 1:  # the reply outgrew a message: commit it
-            calls += await self._put(len(self._sent), chunks[len(self._sent)], None)
+        try:
+            while len(self._sent) < len(chunks) - 1:  # the reply outgrew a message: commit it
+                calls += await self._put(len(self._sent), chunks[len(self._sent)], None)
+        finally:
+            await self._noted()
         tail = chunks[-1]
         if tail != self._last_draft:
             await self._send_draft(tail)
@@ -155,6 +176,19 @@ class TelegramSurface:
         self._last_draft = chunk
 
     async def _sync(self, chunks: list[Chunk], markups: list[InlineKeyboardMarkup | None]) -> int:
+        try:
+            return await self._sync_all(chunks, markups)
+        finally:
+            await self._noted()
+
+    async def _noted(self) -> None:
+        if self._on_change is not None:
+            shown = self._sent[-1][1].text if self._sent else ""
+            await self._on_change(self.message_ids, shown)
+
+    async def _sync_all(
+        self, chunks: list[Chunk], markups: list[InlineKeyboardMarkup | None]
+    ) -> int:
         calls = 0
         for index, (chunk, markup) in enumerate(zip(chunks, markups, strict=True)):
             if index < len(self._sent) and self._sent[index][1] == chunk:

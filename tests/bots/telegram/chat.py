@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     from tests.fakes.telegram_text import JsonObject
 
 
-async def says(tg: FakeTelegram, chat: int, needle: str, *, after: int = 0) -> Msg:
+async def says(
+    tg: FakeTelegram,
+    chat: int,
+    needle: str,
+    *,
+    after: int = 0,
+    timeout: float = 10.0,  # noqa: ASYNC109 - passed on to the fake's wait
+) -> Msg:
     """The newest bot message (with id above ``after``) that shows ``needle``, once one does."""
 
     def found() -> list[Msg]:
@@ -24,11 +31,17 @@ async def says(tg: FakeTelegram, chat: int, needle: str, *, after: int = 0) -> M
         return bool(found())
 
     shown.__qualname__ = f"chat {chat} shows {needle!r}"
-    await tg.wait_for(shown)
+    await tg.wait_for(shown, timeout)
     return found()[-1]
 
 
-async def becomes(tg: FakeTelegram, message: Msg, needle: str) -> Msg:
+async def becomes(
+    tg: FakeTelegram,
+    message: Msg,
+    needle: str,
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - passed on to the fake's wait
+) -> Msg:
     """``message`` of the bot once an edit made it show ``needle``."""
 
     def now() -> Msg | None:
@@ -39,7 +52,7 @@ async def becomes(tg: FakeTelegram, message: Msg, needle: str) -> Msg:
         return current is not None and needle in (current.text or "")
 
     edited.__qualname__ = f"message {message.message_id} shows {needle!r}"
-    await tg.wait_for(edited)
+    await tg.wait_for(edited, timeout)
     found = now()
     assert found is not None
     return found

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from bots.telegram.app import TelegramFrontend
-from core import Conversations, KamiyaClient, load_config
+from core import Conversations, KamiyaClient, build_http_client, load_config
+from core.retries import RetryPolicy
 from storage import SqlStore
 
 if TYPE_CHECKING:
@@ -35,11 +34,20 @@ class Bot:
 
 
 def write_config(
-    folder: Path, *, kamiya_url: str, telegram_url: str, extra: str = "", key: str = KAMIYA_KEY
+    folder: Path,
+    *,
+    kamiya_url: str,
+    telegram_url: str,
+    extra: str = "",
+    key: str = KAMIYA_KEY,
+    kamiya: str = "retries = 0",
+    bot: str = "",
 ) -> Config:
+    """``bot.toml`` in ``folder``: ``extra`` lines go to [telegram], ``kamiya`` to [kamiya]
+    (by default no retries, so a scripted fault is what the user sees), ``bot`` to [bot]."""
     path = folder / "bot.toml"
     path.write_text(
-        f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n'
+        f'[bot]\n{bot}\n[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n{kamiya}\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
         f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{telegram_url}/bot"\n'
         f"poll_timeout_s = 1\n{extra}\n",
@@ -59,9 +67,7 @@ async def running_bot(
     """The bot as ``kamiya-bot run`` wires it from ``config``; ``store`` (kept open: a restart
     that shares it keeps its data) replaces the configured database, ``clock`` core's clock."""
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
-        )
+        http = await stack.enter_async_context(build_http_client(config.kamiya))
         if store is None:
             store = await stack.enter_async_context(await SqlStore.open(config.storage.url))
         key = config.kamiya.api_key.get_secret_value()
@@ -89,6 +95,8 @@ def _core_settings(config: Config, clock: Callable[[], datetime] | None) -> dict
         "resume_window": timedelta(hours=settings.resume_window_h),
         "requests_per_minute": config.limits.requests_per_minute,
         "chars_per_day": config.limits.chars_per_day,
+        "retries": RetryPolicy(config.kamiya.retries, max_s=config.kamiya.retry_max_s),
+        "max_streams": config.bot.max_concurrent_streams,
     }
     if clock is not None:
         kwargs["clock"] = clock

@@ -1,0 +1,53 @@
+"""The getUpdates connection, made safe against an update python-telegram-bot cannot read.
+
+PTB parses a whole getUpdates answer at once; one update it cannot parse (a field missing, a
+newer Bot API shape) fails the lot, and as the offset then never moves past it, the same answer
+comes back on every poll: the bot would answer nobody again. Here each update is checked on its
+own, and one that does not parse is passed on as a bare update (its id only): PTB confirms it
+like any other and no handler sees it.
+
+This request object serves getUpdates only (``ApplicationBuilder.get_updates_request``), so the
+bot's other calls pay nothing for the check.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.request import HTTPXRequest
+
+__all__ = ["ReadableUpdates"]
+
+log = logging.getLogger(__name__)
+
+
+class ReadableUpdates(HTTPXRequest):
+    """``HTTPXRequest`` for long polling; unreadable updates come out empty."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict[str, object]:
+        data: dict[str, object] = HTTPXRequest.parse_json_payload(payload)
+        result = data.get("result")
+        if data.get("ok") is True and isinstance(result, list):
+            data["result"] = [u for u in (_readable(raw) for raw in result) if u is not None]
+        return data
+
+
+def _readable(raw: object) -> dict[str, object] | None:
+    """``raw`` if PTB can read it; else its id alone; ``None`` if it has no id to confirm."""
+    if not isinstance(raw, dict):
+        log.warning("telegram: skipped an update that is not an object")
+        return None
+    update_id = raw.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        log.warning("telegram: skipped an update without an id")
+        return None
+    try:
+        Update.de_json(raw, None)
+    except Exception as exc:  # any shape PTB cannot build objects from
+        log.warning("telegram: update %s could not be read (%r); skipped", update_id, exc)
+        return {"update_id": update_id}
+    return raw
