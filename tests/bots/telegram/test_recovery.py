@@ -26,7 +26,9 @@ from tests.waiting import until
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
 
+    from core.fake_kamiya import FakeKamiya
     from tests.bots.telegram.harness import Bot
     from tests.fakes.telegram import FakeTelegram
 
@@ -63,7 +65,7 @@ async def records(bot: Bot) -> int:
 
 async def test_the_last_message_shows_the_cut_and_every_stop_button_goes(
     tg: FakeTelegram, make_bot: Callable[[], AbstractAsyncContextManager[Bot]]
-):
+) -> None:
     alice = tg.user(8001)
     async with make_bot() as first:
         asked = tg.private_message(alice, "question")
@@ -89,7 +91,7 @@ async def test_a_reply_without_a_message_left_gets_the_line_as_an_answer(
     make_bot: Callable[[], AbstractAsyncContextManager[Bot]],
     message_ids: list[int],
     lang: str,
-):
+) -> None:
     """Never sent (it was queued), or sent and since deleted by the user."""
     alice = tg.user(8002, language_code=lang)
     async with make_bot() as first:
@@ -106,7 +108,7 @@ async def test_a_reply_without_a_message_left_gets_the_line_as_an_answer(
 
 async def test_telegram_down_at_start_leaves_the_record_for_the_next_start(
     tg: FakeTelegram, make_bot: Callable[[], AbstractAsyncContextManager[Bot]]
-):
+) -> None:
     alice = tg.user(8003)
     async with make_bot() as first:
         asked = tg.private_message(alice, "question")
@@ -124,8 +126,8 @@ async def test_telegram_down_at_start_leaves_the_record_for_the_next_start(
 
 
 async def test_sigkill_mid_reply_then_restart_marks_it_and_keeps_the_old_conversation(
-    tmp_path, tg: FakeTelegram, fake
-):
+    tmp_path: Path, tg: FakeTelegram, fake: FakeKamiya
+) -> None:
     write_config(
         tmp_path,
         kamiya_url=fake.base_url,

@@ -46,8 +46,8 @@ def questions(fake: FakeKamiya) -> list[str]:
 
 
 async def test_a_reply_that_ends_within_the_grace_is_finished_and_nothing_is_answered_twice(
-    tmp_path, tg: FakeTelegram, fake: FakeKamiya
-):
+    tmp_path: Path, tg: FakeTelegram, fake: FakeKamiya
+) -> None:
     path = config(tmp_path, tg, fake, grace=8)
     reply = "".join(f"tok{i} " for i in range(40))
     fake.enqueue(Script(reply=reply, chunk_chars=6, delay_s=0.05))  # about 2 s
@@ -68,8 +68,8 @@ async def test_a_reply_that_ends_within_the_grace_is_finished_and_nothing_is_ans
 
 
 async def test_a_reply_longer_than_the_grace_is_cut_with_a_line_and_the_process_exits_0(
-    tmp_path, tg: FakeTelegram, fake: FakeKamiya
-):
+    tmp_path: Path, tg: FakeTelegram, fake: FakeKamiya
+) -> None:
     path = config(tmp_path, tg, fake, grace=0.5, extra='stream_mode = "edit"')
     alice = tg.user(9003)
     slow = "".join(f"word{i} " for i in range(400))
