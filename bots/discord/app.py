@@ -7,7 +7,13 @@ reply ends with a 🔄 Regenerate button under its last one, which the channel's
 conversation. With ``reply_to_mentions``, a message that mentions the bot (or a DM, or a reply to
 one of the bot's messages, which continues that message's conversation) is answered the same
 way, in plain channel messages. The other commands are in ``commands``, the buttons in
-``buttons``.
+``buttons``, the client in ``client``.
+
+Reliability: each reply is recorded (``flight``) from its acknowledgement until its final text
+is on screen, so a process killed mid-reply leaves a record the next one marks interrupted once
+the gateway is ready (``recovery``). ``stop`` (SIGTERM/SIGINT) takes no new requests, lets the
+replies in progress finish for ``[bot] shutdown_grace_s``, then cuts the rest short, each
+showing what it had with the interrupted line, and closes the client.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from bots.discord.buttons import ControlButton, orphaned, parse_regen, regen_control, stop_control
+from bots.discord.buttons import ControlButton, parse_regen, regen_control, stop_control
+from bots.discord.client import BotClient
 from bots.discord.commands import Commands, chat_key, register
 from bots.discord.endpoints import use_endpoints
+from bots.discord.flight import Flight
+from bots.discord.recovery import recover
 from bots.discord.sink import DiscordReply
 from bots.discord.surface import CHANNEL_TYPES, NO_MENTIONS, DiscordSurface, set_button
 from bots.discord.texts import Translator, say
@@ -43,7 +52,9 @@ log = logging.getLogger(__name__)
 MAX_PROMPT = 4000
 HEADER_CHARS = 150
 READY_TIMEOUT_S = 60.0
-DRAIN_S = 1.5
+# After the grace period, for a cut-off reply to show its interrupted text: within the margin
+# bots.runner gives beyond [bot] shutdown_grace_s (core's own notice takes up to 1 s of it).
+SETTLE_S = 2.0
 
 
 class DiscordFrontend:
@@ -57,7 +68,9 @@ class DiscordFrontend:
         self._settings: DiscordSettings = config.discord
         self._conversations = conversations
         self._guild_ready_timeout = guild_ready_timeout
-        self._client: _Client | None = None
+        self._grace_s = config.bot.shutdown_grace_s
+        self._closing = False
+        self._client: BotClient | None = None
         self._runner: asyncio.Task[None] | None = None
         self._tasks = Background("discord")
         self._gates = Gates()
@@ -80,12 +93,13 @@ class DiscordFrontend:
 
     @property
     def busy(self) -> int:
-        """Replies still in progress (what shutdown drains; tests wait on it)."""
+        """Replies still in progress, and the recovery at start (what shutdown drains; tests
+        wait on it)."""
         return len(self._tasks)
 
     async def start(self) -> None:
         use_endpoints(self._settings)
-        client = _Client(
+        client = BotClient(
             self,
             message_content=self._settings.reply_to_mentions,
             guild_ready_timeout=self._guild_ready_timeout,
@@ -102,9 +116,12 @@ class DiscordFrontend:
             await self.stop()
             raise RuntimeError("Discord did not become ready")
         log.info("discord: serving as %s", client.user)
+        self._tasks.spawn(self._recover(client))
 
     async def stop(self) -> None:
-        await self._tasks.drain(DRAIN_S)
+        """Take no new requests; drain replies for the grace period, cut the rest short."""
+        self._closing = True
+        await self._tasks.drain(self._grace_s)
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -112,7 +129,12 @@ class DiscordFrontend:
                 await self._runner
         self._client = self._runner = None
 
-    async def setup(self, tree: app_commands.CommandTree[_Client]) -> None:
+    async def _recover(self, client: BotClient) -> None:
+        marked = await recover(client, self._conversations.inflight)
+        if marked:
+            log.info("discord: marked %d interrupted reply(ies)", marked)
+
+    async def setup(self, tree: app_commands.CommandTree[BotClient]) -> None:
         """Register the commands and buttons; sync: to the configured guilds at once, else
         globally."""
         await tree.set_translator(Translator())
@@ -129,6 +151,9 @@ class DiscordFrontend:
 
     async def chat(self, interaction: discord.Interaction, prompt: str) -> None:
         locale = str(interaction.locale)
+        if self._closing:
+            await interaction.response.send_message(say("restarting", locale), ephemeral=True)
+            return
         if len(prompt) > MAX_PROMPT:
             await interaction.response.send_message(
                 say("too_long", locale, length=len(prompt), limit=MAX_PROMPT), ephemeral=True
@@ -145,12 +170,14 @@ class DiscordFrontend:
         )
         # Take the channel's place in line before the first await, then acknowledge.
         self._answer(chat_key(interaction), surface, str(interaction.user.id), locale, prompt)
+        placeholder = None
         try:
-            await interaction.response.defer(thinking=True)
+            callback = await interaction.response.defer(thinking=True)
+            placeholder = None if callback is None else callback.message_id
         except discord.HTTPException as exc:
             log.warning("discord: could not defer an interaction (%s); using the channel", exc)
             surface.abandon_interaction()
-        surface.ready.set()
+        await surface.open(placeholder)
 
     async def on_message(self, message: discord.Message) -> None:
         client = self.client
@@ -164,11 +191,13 @@ class DiscordFrontend:
         prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
         if not prompt:
             return
-        if len(prompt) > MAX_PROMPT:
-            await message.reply(
-                say("too_long", None, length=len(prompt), limit=MAX_PROMPT),
-                allowed_mentions=NO_MENTIONS,
+        if self._closing or len(prompt) > MAX_PROMPT:
+            line = (
+                say("restarting", None)
+                if self._closing
+                else say("too_long", None, length=len(prompt), limit=MAX_PROMPT)
             )
+            await message.reply(line, allowed_mentions=NO_MENTIONS)
             return
         channel = message.channel
         if not isinstance(channel, CHANNEL_TYPES):
@@ -176,6 +205,7 @@ class DiscordFrontend:
         surface = DiscordSurface(channel, reply_to=message)
         key = ChatKey("discord", str(channel.id))
         self._answer(key, surface, str(message.author.id), None, prompt, reply_to=replied)
+        await surface.open()
         with contextlib.suppress(discord.HTTPException):
             await channel.typing()
 
@@ -185,6 +215,8 @@ class DiscordFrontend:
         try:
             if action == "stop":
                 await self._press_stop(interaction, arg)
+            elif action == "regen" and self._closing:
+                await interaction.response.send_message(say("restarting", locale), ephemeral=True)
             elif action == "regen" and (target := parse_regen(arg)) is not None:
                 await self._press_regenerate(interaction, *target)
             else:
@@ -251,7 +283,7 @@ class DiscordFrontend:
         except discord.HTTPException as exc:
             log.warning("discord: could not acknowledge a button press (%s)", exc)
             surface.abandon_interaction()
-        surface.ready.set()
+        await surface.open()
 
     def _answer(
         self,
@@ -266,9 +298,10 @@ class DiscordFrontend:
     ) -> None:
         turn_id = new_turn_id()
         surface.streaming = stop_control(turn_id, locale)
+        conversations = self._conversations
+        surface.flight = Flight(conversations.inflight, key, surface.target, locale)
         gate = self._gates.get(key.chat_id, self._limits)
         sink = DiscordReply(surface, gate, locale=locale, whisper_stale=regenerate is not None)
-        conversations = self._conversations
 
         async def run() -> None:
             try:
@@ -297,7 +330,7 @@ class DiscordFrontend:
                 elif regenerate is not None and outcome.kind != "stale":
                     await self._restore(key, regenerate, locale)
             finally:
-                await sink.aclose()
+                await _settle(sink, surface)
 
         self._tasks.spawn(run())
 
@@ -345,40 +378,6 @@ class _Regenerate:
     pressed: tuple[Channel, int] | None
 
 
-class _Client(discord.Client):
-    def __init__(
-        self, frontend: DiscordFrontend, *, message_content: bool, guild_ready_timeout: float
-    ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = message_content  # privileged: only when mentions are answered
-        super().__init__(
-            intents=intents,
-            allowed_mentions=NO_MENTIONS,
-            guild_ready_timeout=guild_ready_timeout,
-        )
-        self.frontend = frontend
-        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
-
-    async def setup_hook(self) -> None:
-        await self.frontend.setup(self.tree)
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self.frontend.on_message(message)
-
-    async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
-        """``bots.discord.buttons.Presses``: where a pressed button lands."""
-        await self.frontend.press(interaction, action, arg)
-
-    async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """A press on a button its message no longer shows (no dynamic item runs for it)."""
-        press = orphaned(interaction)
-        if press is not None:
-            action, arg = press
-            # A Stop may have moved to a newer message of a reply still streaming; any other
-            # button was taken away because it no longer applies (or was pressed already).
-            await self.frontend.press(interaction, action if action == "stop" else "stale", arg)
-
-
 def _replied_to(message: discord.Message, bot_id: int) -> str | None:
     """The id of the bot's message that ``message`` replies to, if it replies to one."""
     reference = message.reference
@@ -388,6 +387,17 @@ def _replied_to(message: discord.Message, bot_id: int) -> str | None:
     if not isinstance(resolved, discord.Message) or resolved.author.id != bot_id:
         return None
     return str(reference.message_id)
+
+
+async def _settle(sink: DiscordReply, surface: DiscordSurface) -> None:
+    """Core is done with the reply (or a shutdown cut it): its final text on screen, then
+    its crash record ends. Bounded: at shutdown it must fit the runner's margin."""
+    try:
+        async with asyncio.timeout(SETTLE_S):
+            if await sink.settle() and surface.flight is not None:
+                await surface.flight.end()
+    except TimeoutError:
+        log.warning("discord: a reply's final text was not shown in time; marked at next start")
 
 
 async def _strip(target: tuple[Channel, int]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -24,7 +25,6 @@ import discord
 from core import text
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from typing import Self
 
 __all__ = [
@@ -88,8 +88,8 @@ def view_of(control: Control | None) -> discord.ui.View | None:
 def orphaned(interaction: discord.Interaction) -> tuple[str, str] | None:
     """(action, arg) of a press on a ``kamiya:`` button its message no longer shows."""
     message = interaction.message
-    data: Mapping[str, object] = interaction.data or {}
-    custom_id = data.get("custom_id")
+    data: object = interaction.data
+    custom_id = data.get("custom_id") if isinstance(data, Mapping) else None
     if interaction.type is not discord.InteractionType.component or message is None:
         return None
     match = re.fullmatch(_TEMPLATE, custom_id) if isinstance(custom_id, str) else None

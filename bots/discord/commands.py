@@ -101,7 +101,7 @@ class Commands:
         self, interaction: discord.Interaction, current: str
     ) -> list[Choice[str]]:
         entries = await self._conversations.history(chat_key(interaction))
-        lang, now, typed = _locale(interaction), datetime.now(UTC), current.strip().lower()
+        lang, now, typed = _locale(interaction), datetime.now(UTC), _typed(current)
         choices: list[Choice[str]] = []
         for entry in entries:
             label = _clip(entry_label(entry, lang, now=now), MAX_CHOICE)
@@ -131,7 +131,7 @@ class Commands:
         self, interaction: discord.Interaction, current: str
     ) -> list[Choice[str]]:
         view = await self._conversations.settings(chat_key(interaction))
-        lang, typed = _locale(interaction), current.strip().lower()
+        lang, typed = _locale(interaction), _typed(current)
         choices: list[Choice[str]] = []
         for name in (DEFAULT, *self._conversations.models):
             label = f"{DEFAULT} · {model_label(None, lang)}" if name == DEFAULT else name
@@ -191,8 +191,15 @@ class Commands:
     async def failed(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        """A command broke (storage down, say): one line to the user, the trace in the log."""
-        log.error("discord: /%s failed", _name(interaction), exc_info=error)
+        """A command broke (storage down, say): one line to the user, the trace in the log.
+
+        Anything else (a command this version does not have, options it cannot read) is what
+        a client sent, not a fault here: logged as a warning, answered the same way.
+        """
+        if isinstance(error, app_commands.CommandInvokeError):
+            log.error("discord: /%s failed", _name(interaction), exc_info=error)
+        else:
+            log.warning("discord: /%s could not run: %s", _name(interaction), error)
         line = text("internal", _locale(interaction))
         try:
             if interaction.response.is_done():
@@ -288,8 +295,17 @@ def _locale(interaction: discord.Interaction) -> str:
 
 
 def _name(interaction: discord.Interaction) -> str:
-    command = interaction.command
+    try:
+        command = interaction.command
+    except Exception:  # data the library cannot read; only a log line needs the name
+        return "?"
     return "?" if command is None else command.qualified_name
+
+
+def _typed(current: object) -> str:
+    """What the user typed into the focused option, for matching (Discord sends a string;
+    anything else is matched as its text)."""
+    return str(current).strip().lower()
 
 
 def _clip(line: str, limit: int) -> str:

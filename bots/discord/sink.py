@@ -2,7 +2,11 @@
 
 The final text of a completions-mode reply gets the Regenerate button; one that continued an
 earlier conversation (a reply to an old message) or restarted an expired one says so first.
-A Regenerate that no longer applies is told only to whoever pressed it.
+A Regenerate that no longer applies is told only to whoever pressed it. A reply the database
+could not save is followed by one line saying so, to its user only where Discord allows.
+
+``settle`` runs once core is done with the reply, or a shutdown cut it short: if the final
+text (or the interrupted one) is not on screen yet, it is shown at once, unpaced.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import discord
 
 from bots.discord.buttons import regen_control
 from bots.discord.texts import say
-from core import failure_markdown, text
+from core import Failure, failure_markdown, text
 from core.throttle import LiveRenderer
 
 if TYPE_CHECKING:
     from bots.discord.surface import DiscordSurface
-    from core import Failure, Reply
+    from core import Reply
     from core.throttle import ChatGate
 
 __all__ = ["DiscordReply"]
@@ -43,6 +47,9 @@ class DiscordReply:
         self._renderer = LiveRenderer(surface, gate)
         self._locale = locale
         self._whisper_stale = whisper_stale  # a stale button press: tell only the presser
+        self._progress = ""  # the reply so far
+        self._final: str | None = None  # the final Markdown, once core decided it
+        self._retracted = False
         self.outcome: Reply | Failure | None = None
 
     async def queued(self, ahead: int) -> None:
@@ -57,6 +64,7 @@ class DiscordReply:
         return None  # the deferred response already shows "thinking…"
 
     async def progress(self, text: str) -> None:
+        self._progress = text
         self._renderer.update(text)
 
     async def finished(self, reply: Reply) -> None:
@@ -68,16 +76,41 @@ class DiscordReply:
             shown = f"-# ↪ {text('continued', self._locale, title=reply.resumed)}\n{shown}"
         if reply.regenerable:
             self._surface.closing = regen_control(reply.turns, reply.conversation_id, self._locale)
+        self._final = shown
         await self._renderer.finish(shown)
+        if not reply.saved:
+            try:
+                await self._surface.whisper(text("not_saved", self._locale))
+            except discord.HTTPException as exc:
+                log.warning("discord: could not say a reply was not saved: %s", exc)
 
     async def failed(self, failure: Failure) -> None:
         self.outcome = failure
         if failure.kind == "stale" and self._whisper_stale and not failure.partial:
             await self._renderer.aclose()
             await self._surface.retract()
+            self._retracted = True
             await self._surface.whisper(text("stale", self._locale))
             return
-        await self._renderer.finish(failure_markdown(failure, self._locale))
+        self._final = failure_markdown(failure, self._locale)
+        await self._renderer.finish(self._final)
 
-    async def aclose(self) -> None:
+    async def settle(self) -> bool:
+        """Stop the renderer; make sure the final text is on screen. True once it is.
+
+        Called when core is done with the reply, or was cancelled by a shutdown before it
+        could say so (then the reply so far is shown as interrupted).
+        """
         await self._renderer.aclose()
+        if self._surface.final_shown or self._retracted:
+            return True
+        final = self._final
+        if final is None:
+            interrupted = Failure("interrupted", self._progress)
+            final = failure_markdown(interrupted, self._locale)
+        try:
+            await self._surface.final(final)
+        except Exception as exc:  # the edge: logged, the record stays open
+            log.warning("discord: could not show a reply's final text: %r", exc)
+            return False
+        return True

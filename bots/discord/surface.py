@@ -9,7 +9,13 @@ from the very character where they stopped.
 
 The newest message carries the reply's button (⏹ Stop while it streams, 🔄 Regenerate or
 nothing at the end), so a message's button is part of what ``_sync`` compares; a message
-frozen with a button loses it through the channel route, which needs no token.
+frozen with a button loses it through the channel route, which needs no token. Messages that
+hold none of the reply yet (the deferral's "thinking…", a queued notice) are not frozen: the
+channel route fills them, so no "thinking…" is left behind.
+
+A 429 that discord.py does not wait out itself (Cloudflare's, or a wait beyond its cap) is
+``RetryLater`` for the renderer. Each change of the reply's messages is noted in its crash
+record (``flight``), and ``final_shown`` says whether the final text reached the channel.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import discord
 
 from bots.discord.buttons import view_of
 from bots.discord.format import MAX_CHARS, fence_at, split, tidy_partial
+from core.throttle import RetryLater
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bots.discord.buttons import Control
+    from bots.discord.flight import Flight
 
 __all__ = ["CHANNEL_TYPES", "NO_MENTIONS", "Channel", "DiscordSurface", "set_button"]
 
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 
 _TOKEN_GONE = {50027, 10015, 10062}  # invalid webhook token, unknown webhook/interaction
+_DEFAULT_RETRY_S = 1.0  # a 429 that names no wait
 
 #: Where a reply can go, and whose messages can be edited by id through the channel.
 Channel = (
@@ -64,9 +73,13 @@ class _Frozen(Exception):
 
 @dataclass
 class _Shown:
+    """One message of the reply: how to reach it, what it shows. A "channel" message is
+    edited through the channel route by id; the others through the interaction."""
+
     kind: str  # "original", "followup" or "channel"
     content: str
-    message: discord.Message | discord.WebhookMessage | discord.InteractionMessage | None = None
+    message_id: int | None
+    message: discord.WebhookMessage | None = None  # a follow-up, edited through its token
     control: Control | None = None  # the button under it
 
 
@@ -76,7 +89,8 @@ class DiscordSurface:
     ``streaming`` is the button under the newest message while the reply grows (Stop);
     ``closing`` the one under the last message of the final text (Regenerate), set by the
     sink before the final text. ``first_followup``: the interaction's own response is taken
-    (a pressed button's message), so the reply starts with a follow-up.
+    (a pressed button's message), so the reply starts with a follow-up. Nothing is sent
+    before ``open``.
     """
 
     def __init__(
@@ -101,12 +115,14 @@ class DiscordSurface:
         self._frozen = 0  # messages that can no longer be edited
         self._frozen_at = 0  # characters of the reply they hold
         self._last_markdown = ""
+        self._status = False  # the messages show a notice, none of the reply
+        self._placeholder: int | None = None  # the deferral's "thinking…" message
         self._lock = asyncio.Lock()
         self.streaming: Control | None = None
         self.closing: Control | None = None
-        self.ready = asyncio.Event()  # set once the interaction is acknowledged
-        if interaction is None:
-            self.ready.set()
+        self.flight: Flight | None = None
+        self.final_shown = False
+        self.ready = asyncio.Event()  # set by ``open``
 
     @property
     def interactive(self) -> bool:
@@ -118,26 +134,51 @@ class DiscordSurface:
 
     @property
     def message_ids(self) -> list[int]:
-        """The messages that show the reply, in order (those whose id is known)."""
-        return [shown.message.id for shown in self._shown if shown.message is not None]
+        """The messages that show the reply, in order (those whose id is known); before the
+        first, the deferral's "thinking…" message."""
+        ids = [shown.message_id for shown in self._shown if shown.message_id is not None]
+        if not self._shown and self._placeholder is not None:
+            ids.append(self._placeholder)
+        return ids
 
     @property
     def last_message_id(self) -> int | None:
-        last = self._shown[-1] if self._shown else None
-        return None if last is None or last.message is None else last.message.id
+        return self._shown[-1].message_id if self._shown else None
+
+    @property
+    def target(self) -> dict[str, object]:
+        """Where the reply is, for a process without the interaction (``flight``)."""
+        target: dict[str, object] = {"channel_id": str(self._channel.id), "header": self._header}
+        if self._reply_to is not None:
+            target["reply_to"] = str(self._reply_to.id)
+        return target
+
+    async def open(self, placeholder: int | None = None) -> None:
+        """The interaction is acknowledged (``placeholder``: the id of its "thinking…"
+        message), or there is none: record the reply, then let it be shown."""
+        self._placeholder = placeholder
+        try:
+            if self.flight is not None:
+                await self.flight.begin(self.message_ids, self._header if placeholder else "")
+        finally:
+            self.ready.set()
 
     async def notice(self, line: str) -> None:
         """A status line (queued) in the first message, until the reply replaces it."""
         async with self._lock:
             if self._last_markdown:
                 return
+            self._status = True
             await self._sync([self._header + line], last=None)
 
     async def retract(self) -> None:
         """Delete what this reply showed (a queued notice for a press that was stale)."""
         async with self._lock:
-            while len(self._shown) > self._frozen:
-                await self._delete(self._shown.pop())
+            try:
+                while len(self._shown) > self._frozen:
+                    await self._delete(self._shown.pop())
+            finally:
+                await self._note()
 
     async def whisper(self, line: str) -> None:
         """A line only the user who acted sees (an ephemeral follow-up), else a channel one."""
@@ -161,10 +202,20 @@ class DiscordSurface:
             await self.ready.wait()
             if self.interactive and self._clock() >= self._deadline:
                 self._freeze("the interaction token is about to expire")
+            self._status = False
             try:
-                return await self._sync(self._layout(markdown), markdown, last=last)
-            except _Frozen:  # the token died mid-way: lay out again, in channel messages
-                return 1 + await self._sync(self._layout(markdown), markdown, last=last)
+                try:
+                    calls = await self._sync(self._layout(markdown), markdown, last=last)
+                except _Frozen:  # the token died mid-way: lay out again, in channel messages
+                    calls = 1 + await self._sync(self._layout(markdown), markdown, last=last)
+            except discord.RateLimited as exc:  # longer than discord.py waits by itself
+                raise RetryLater(exc.retry_after) from exc
+            except discord.HTTPException as exc:
+                if exc.status == 429:  # Cloudflare's, which discord.py does not retry
+                    raise RetryLater(_retry_after(exc)) from exc
+                raise
+            self.final_shown = final
+            return calls
 
     def _layout(self, markdown: str) -> list[str]:
         frozen = [shown.content for shown in self._shown[: self._frozen]]
@@ -195,26 +246,47 @@ class DiscordSurface:
     ) -> int:
         """Make the channel show ``contents``, with ``last`` under the newest message."""
         await self.ready.wait()
-        calls = await self._strip_frozen()
-        controls = self._controls(len(contents), last)
-        for index, (content, control) in enumerate(zip(contents, controls, strict=True)):
-            if index < len(self._shown):
-                shown = self._shown[index]
-                if shown.content == content and shown.control == control:
-                    continue
-            calls += await self._put(index, content, control)
-        while len(self._shown) > max(len(contents), self._frozen):
-            calls += 1
-            await self._delete(self._shown.pop())
-        if markdown is not None:
-            self._last_markdown = markdown
+        try:
+            calls = await self._strip_frozen()
+            controls = self._controls(len(contents), last)
+            for index, (content, control) in enumerate(zip(contents, controls, strict=True)):
+                if index < len(self._shown):
+                    shown = self._shown[index]
+                    if shown.content == content and shown.control == control:
+                        continue
+                calls += await self._put(index, content, control)
+            while len(self._shown) > max(len(contents), self._frozen):
+                calls += 1
+                await self._delete(self._shown.pop())
+            if markdown is not None:
+                self._last_markdown = markdown
+        finally:
+            await self._note()
         return calls
+
+    async def _note(self) -> None:
+        """The crash record follows the messages: the text the last one shows (its header
+        alone while it shows only a notice)."""
+        if self.flight is None:
+            return
+        shown = self._shown[-1].content if self._shown else ""
+        if self._status and len(self._shown) == 1:
+            shown = self._header
+        await self.flight.note(self.message_ids, shown)
 
     async def _put(self, index: int, content: str, control: Control | None) -> int:
         try:
             if index < len(self._shown):
                 shown = self._shown[index]
-                await self._edit(shown, content, control)
+                try:
+                    await self._edit(shown, content, control)
+                except discord.HTTPException as exc:
+                    if shown.kind != "channel" or shown.content:
+                        raise
+                    # A "thinking…" the channel route cannot fill: leave it, send anew.
+                    log.info("discord: could not fill a deferred response: %s", exc)
+                    self._shown[index] = await self._create(index, content, control)
+                    return 2
                 shown.content, shown.control = content, control
             else:
                 self._shown.append(await self._create(index, content, control))
@@ -231,11 +303,21 @@ class DiscordSurface:
         self._header = ""
 
     def _freeze(self, why: str) -> None:
-        """Stop using the interaction; continue the reply in channel messages."""
+        """Stop using the interaction; continue the reply in channel messages.
+
+        Messages that show none of the reply yet ("thinking…", a notice) are taken over
+        through the channel route instead of frozen: the reply goes there.
+        """
         log.info("discord: %s; continuing in channel messages", why)
         self._interaction = None
-        self._frozen = len(self._shown)
-        self._frozen_at = len(self._last_markdown)
+        if self._last_markdown:
+            self._frozen = len(self._shown)
+            self._frozen_at = len(self._last_markdown)
+            return
+        for shown in self._shown:
+            shown.kind, shown.message = "channel", None
+        if not self._shown and self._placeholder is not None and not self._first_followup:
+            self._shown.append(_Shown("channel", "", self._placeholder))
 
     async def _strip_frozen(self) -> int:
         """A frozen message keeps its text, but not a button: that moves to the newest one.
@@ -247,11 +329,11 @@ class DiscordSurface:
             if shown.control is None:
                 continue
             shown.control = None
-            if shown.message is None:
+            if shown.message_id is None:
                 continue
             calls += 1
             try:
-                await set_button(self._channel, shown.message.id, None)
+                await set_button(self._channel, shown.message_id, None)
             except discord.HTTPException as exc:
                 log.info("discord: could not remove a button from a frozen message: %s", exc)
         return calls
@@ -263,17 +345,17 @@ class DiscordSurface:
             original = await interaction.edit_original_response(
                 content=content, view=view_of(control), allowed_mentions=NO_MENTIONS
             )
-            return _Shown("original", content, original, control)
+            return _Shown("original", content, original.id, control=control)
         if interaction is not None:
             sent = await interaction.followup.send(
                 content, wait=True, view=view, allowed_mentions=NO_MENTIONS
             )
-            return _Shown("followup", content, sent, control)
+            return _Shown("followup", content, sent.id, sent, control)
         if index == 0 and self._reply_to is not None:
             reply = await self._reply_to.reply(content, view=view, allowed_mentions=NO_MENTIONS)
-            return _Shown("channel", content, reply, control)
+            return _Shown("channel", content, reply.id, control=control)
         message = await self._channel.send(content, view=view, allowed_mentions=NO_MENTIONS)
-        return _Shown("channel", content, message, control)
+        return _Shown("channel", content, message.id, control=control)
 
     async def _edit(self, shown: _Shown, content: str, control: Control | None) -> None:
         view = view_of(control) if control != shown.control else discord.utils.MISSING
@@ -283,6 +365,10 @@ class DiscordSurface:
             )
         elif shown.message is not None:
             await shown.message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+        elif shown.message_id is not None:
+            await self._channel.get_partial_message(shown.message_id).edit(
+                content=content, view=view, allowed_mentions=NO_MENTIONS
+            )
 
     async def _delete(self, shown: _Shown) -> None:
         try:
@@ -290,6 +376,8 @@ class DiscordSurface:
                 await self._interaction.delete_original_response()
             elif shown.message is not None:
                 await shown.message.delete()
+            elif shown.message_id is not None:
+                await self._channel.get_partial_message(shown.message_id).delete()
         except discord.HTTPException as exc:
             log.warning("discord: could not delete a surplus message: %s", exc)
 
@@ -297,3 +385,11 @@ class DiscordSurface:
 async def set_button(channel: Channel, message_id: int, control: Control | None) -> None:
     """Put ``control`` (None: no button) under one of the bot's messages, through the channel."""
     await channel.get_partial_message(message_id).edit(view=view_of(control))
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    """The wait a 429 names (``Retry-After``, seconds), or a short default."""
+    try:
+        return max(0.0, float(exc.response.headers.get("Retry-After", _DEFAULT_RETRY_S)))
+    except (TypeError, ValueError):
+        return _DEFAULT_RETRY_S

@@ -31,6 +31,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "expired": "The earlier conversation had expired, so I started a new one.",
         "regenerated": "🔄 Answered again",
         "mention_replies": "Replying to one of my messages continues its conversation.",
+        "restarting": "I'm restarting right now; please send that again in a minute.",
     },
     "zh": {
         "help": (
@@ -47,6 +48,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "expired": "之前的对话已过期，已为你开始新的对话。",
         "regenerated": "🔄 重新回答",
         "mention_replies": "回复我的某条消息即可继续它所在的对话。",
+        "restarting": "我正在重启，请稍后重新发送。",
     },
 }
 

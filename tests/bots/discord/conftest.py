@@ -42,6 +42,12 @@ def settings_toml() -> str:
 
 
 @pytest.fixture
+def kamiya_toml() -> str:
+    """More ``[kamiya]`` keys for the ``bot`` (by default: no retries)."""
+    return "retries = 0"
+
+
+@pytest.fixture
 def clock() -> Clock:
     """Core's clock for the ``bot``: ``clock.advance(hours=49)`` expires conversations."""
     return Clock()
@@ -49,8 +55,16 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def bot(
-    dc: FakeDiscord, fake: FakeKamiya, tmp_path: Path, settings_toml: str, clock: Clock
+    dc: FakeDiscord,
+    fake: FakeKamiya,
+    tmp_path: Path,
+    *,
+    settings_toml: str,
+    kamiya_toml: str,
+    clock: Clock,
 ) -> AsyncIterator[Bot]:
-    config = write_config(tmp_path, kamiya_url=fake.base_url, key=KEY, extra=settings_toml)
+    config = write_config(
+        tmp_path, kamiya_url=fake.base_url, key=KEY, extra=settings_toml, kamiya=kamiya_toml
+    )
     async with running_bot(config, clock=clock) as running:
         yield running

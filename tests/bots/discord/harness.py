@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import httpx
-
 from bots.discord.app import DiscordFrontend
-from core import Conversations, KamiyaClient, load_config
+from core import Conversations, KamiyaClient, build_http_client, load_config
+from core.retries import RetryPolicy
 from storage import SqlStore
 from tests.fakes.discord import ALICE
 from tests.waiting import until
@@ -52,12 +51,23 @@ class Clock:
         self.offset += timedelta(**delta)
 
 
-def write_config(folder: Path, *, kamiya_url: str, key: str, extra: str = "") -> Config:
-    """``extra`` is TOML appended after ``[discord]``: its keys, then other sections."""
+def write_config(
+    folder: Path,
+    *,
+    kamiya_url: str,
+    key: str,
+    extra: str = "",
+    kamiya: str = "retries = 0",
+    storage_url: str | None = None,
+) -> Config:
+    """``extra`` is TOML appended after ``[discord]``: its keys, then other sections;
+    ``kamiya`` are more ``[kamiya]`` keys (by default no retries: tests of a fault see it).
+    """
     path = folder / "bot.toml"
+    url = storage_url or f"sqlite+aiosqlite:///{folder / 'bot.db'}"
     path.write_text(
-        f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n'
-        f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
+        f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n{kamiya}\n'
+        f'[storage]\nurl = "{url}"\n'
         f'[discord]\ntoken = "{TOKEN}"\n{extra}\n',
         encoding="utf-8",
     )
@@ -73,6 +83,7 @@ def conversations_for(
     titles: bool = False,
 ) -> Conversations:
     """As ``core.conversations_from_config``, with titles off and the clock injectable."""
+    kamiya = config.kamiya
     settings = config.conversation
     return Conversations(
         client,
@@ -86,6 +97,8 @@ def conversations_for(
         resume_window=timedelta(hours=settings.resume_window_h),
         requests_per_minute=config.limits.requests_per_minute,
         chars_per_day=config.limits.chars_per_day,
+        retries=RetryPolicy(kamiya.retries, max_s=kamiya.retry_max_s),
+        max_streams=config.bot.max_concurrent_streams,
         clock=clock or Clock(),
     )
 
@@ -101,11 +114,10 @@ async def running_bot(
     """The fake's ``patch_discord`` must be in force (discord.py's endpoints are class-wide).
 
     The store is the configured ``SqlStore`` unless one is given (a ``MemoryStore``, say).
+    Kamiya is reached with the configured timeouts, retries and stream bound.
     """
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
-        )
+        http = await stack.enter_async_context(build_http_client(config.kamiya))
         if store is None:
             store = await stack.enter_async_context(await SqlStore.open(config.storage.url))
         key = config.kamiya.api_key.get_secret_value()

@@ -64,6 +64,7 @@ async def test_a_thread_is_its_own_conversation_and_channels_run_in_parallel(dc,
     gate = asyncio.Event()
     fake.enqueue(Script(reply="in channel", gate=gate), Script(reply="in thread", gate=gate))
     ran = dc.slash("chat", {"prompt": "a"})
+    await fake.wait_for_requests(1)  # the scripts go to the requests in order
     ran = dc.slash("chat", {"prompt": "b"}, thread=True)
     await fake.wait_for_requests(2)
     assert fake.in_flight == 2

@@ -1,0 +1,104 @@
+"""The discord.py client: intents, the command tree, and a gateway that survives bad events.
+
+discord.py parses each gateway event with no guard around the parser: one malformed
+``INTERACTION_CREATE`` (a missing ``id``, say) raises out of ``Client.connect`` and the bot is
+offline for good, while the process looks alive. ``guard_parsers`` wraps every parser, so such
+an event is logged and dropped and the next one is handled as usual. A ``CommandTree`` whose
+invoker lets a non-``AppCommandError`` escape (a payload the library cannot read) is guarded
+the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Protocol
+
+import discord
+from discord import app_commands
+
+from bots.discord.buttons import orphaned
+from bots.discord.surface import NO_MENTIONS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["BotClient", "Handlers", "guard_parsers"]
+
+log = logging.getLogger(__name__)
+
+
+class Handlers(Protocol):
+    """What the client hands its events to (``bots.discord.app.DiscordFrontend``)."""
+
+    async def setup(self, tree: app_commands.CommandTree[BotClient]) -> None: ...
+
+    async def on_message(self, message: discord.Message) -> None: ...
+
+    async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None: ...
+
+
+class BotClient(discord.Client):
+    def __init__(
+        self, handlers: Handlers, *, message_content: bool, guild_ready_timeout: float
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = message_content  # privileged: only when mentions are answered
+        super().__init__(
+            intents=intents,
+            allowed_mentions=NO_MENTIONS,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.handlers = handlers
+        self.tree: app_commands.CommandTree[BotClient] = _Tree(self)
+        guard_parsers(self)
+
+    async def setup_hook(self) -> None:
+        await self.handlers.setup(self.tree)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.handlers.on_message(message)
+
+    async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
+        """``bots.discord.buttons.Presses``: where a pressed button lands."""
+        await self.handlers.press(interaction, action, arg)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A press on a button its message no longer shows (no dynamic item runs for it)."""
+        press = orphaned(interaction)
+        if press is not None:
+            action, arg = press
+            # A Stop may have moved to a newer message of a reply still streaming; any other
+            # button was taken away because it no longer applies (or was pressed already).
+            await self.handlers.press(interaction, action if action == "stop" else "stale", arg)
+
+
+class _Tree(app_commands.CommandTree["BotClient"]):
+    async def _call(self, interaction: discord.Interaction[BotClient]) -> None:
+        try:
+            await super()._call(interaction)
+        except app_commands.AppCommandError:
+            raise  # the tree's error handler answers it
+        except Exception:
+            # A payload the library could not read: nothing sensible to answer.
+            log.warning("discord: could not handle an interaction", exc_info=True)
+
+
+def guard_parsers(client: discord.Client) -> None:
+    """Wrap each gateway event parser so a malformed event is dropped, not fatal.
+
+    The gateway reads the parsers from this very dict (``_connection.parsers``), so wrapping
+    them in place covers every connection the client makes.
+    """
+    parsers = client._connection.parsers
+    for event, parser in list(parsers.items()):
+        parsers[event] = _guarded(event, parser)
+
+
+def _guarded(event: str, parser: Callable[..., None]) -> Callable[[object], None]:
+    def parse(data: object) -> None:
+        try:
+            parser(data)
+        except Exception:
+            log.warning("discord: dropped a malformed %s event", event, exc_info=True)
+
+    return parse
