@@ -44,6 +44,7 @@ from core.throttle import Gates, PaceLimits
 if TYPE_CHECKING:
     from bots.discord.surface import Channel
     from core import Config, Conversations, DiscordSettings
+    from core.inflight import Leftover
 
 __all__ = ["MAX_PROMPT", "DiscordFrontend"]
 
@@ -54,7 +55,7 @@ HEADER_CHARS = 150
 READY_TIMEOUT_S = 60.0
 # After the grace period, for a cut-off reply to show its interrupted text: within the margin
 # bots.runner gives beyond [bot] shutdown_grace_s (core's own notice takes up to 1 s of it).
-SETTLE_S = 2.0
+SETTLE_S = 3.0
 
 
 class DiscordFrontend:
@@ -106,6 +107,8 @@ class DiscordFrontend:
         )
         self._client = client
         await client.login(self._settings.token.get_secret_value())
+        # Before the gateway: no reply of this process can be among them yet.
+        leftovers = await self._conversations.inflight.leftovers("discord")
         self._runner = asyncio.create_task(client.connect(reconnect=True), name="discord")
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -116,11 +119,12 @@ class DiscordFrontend:
             await self.stop()
             raise RuntimeError("Discord did not become ready")
         log.info("discord: serving as %s", client.user)
-        self._tasks.spawn(self._recover(client))
+        self._tasks.spawn(self._recover(client, leftovers))
 
     async def stop(self) -> None:
         """Take no new requests; drain replies for the grace period, cut the rest short."""
         self._closing = True
+        log.info("discord: stopping, %d reply(ies) in progress", len(self._tasks))
         await self._tasks.drain(self._grace_s)
         if self._client is not None:
             await self._client.close()
@@ -129,8 +133,8 @@ class DiscordFrontend:
                 await self._runner
         self._client = self._runner = None
 
-    async def _recover(self, client: BotClient) -> None:
-        marked = await recover(client, self._conversations.inflight)
+    async def _recover(self, client: BotClient, leftovers: list[Leftover]) -> None:
+        marked = await recover(client, self._conversations.inflight, leftovers)
         if marked:
             log.info("discord: marked %d interrupted reply(ies)", marked)
 

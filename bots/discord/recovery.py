@@ -8,8 +8,10 @@ loses its Stop button; a mention that was answered with nothing yet gets the lin
 When that much no longer fits in one message, the line follows in a new one. The stored
 conversation is left as it is: core advances it only when a turn completes.
 
-A record is ended once its reply is marked, or when Discord says the message or channel is
-gone or not ours; a passing failure (a 5xx, a long rate limit) keeps it for the next start.
+The records are read before the gateway connects, so none of them can be a reply of this
+process; they are marked once it is ready. A record is ended once its reply is marked, or when
+Discord says the message or channel is gone or not ours; a passing failure (a 5xx, a long rate
+limit) keeps it for the next start.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from bots.discord.surface import NO_MENTIONS
 from core import text
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from core.inflight import InflightLog, Leftover
 
 __all__ = ["interrupted_line", "interrupted_markdown", "recover"]
@@ -55,9 +59,11 @@ def interrupted_markdown(shown: str, header: str, language: str | None) -> str |
     return marked if len(marked) <= MAX_CHARS else None
 
 
-async def recover(client: discord.Client, inflight: InflightLog) -> int:
-    """Mark every reply left in flight on Discord; returns how many were marked."""
-    leftovers = await inflight.leftovers("discord")
+async def recover(
+    client: discord.Client, inflight: InflightLog, leftovers: Sequence[Leftover]
+) -> int:
+    """Mark these replies (``inflight.leftovers("discord")`` before the gateway connected)
+    interrupted; returns how many were marked."""
     if not leftovers:
         return 0
     log.info("discord: marking %d reply(ies) a stopped process left unfinished", len(leftovers))

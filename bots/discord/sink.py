@@ -11,6 +11,7 @@ text (or the interrupted one) is not on screen yet, it is shown at once, unpaced
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ class DiscordReply:
         whisper_stale: bool = False,
     ) -> None:
         self._surface = surface
+        self._gate = gate
         self._renderer = LiveRenderer(surface, gate)
         self._locale = locale
         self._whisper_stale = whisper_stale  # a stale button press: tell only the presser
@@ -93,13 +95,16 @@ class DiscordReply:
             await self._surface.whisper(text("stale", self._locale))
             return
         self._final = failure_markdown(failure, self._locale)
+        if failure.kind == "interrupted":
+            return  # a shutdown cancelled core: ``settle`` shows it as soon as core lets go
         await self._renderer.finish(self._final)
 
     async def settle(self) -> bool:
         """Stop the renderer; make sure the final text is on screen. True once it is.
 
         Called when core is done with the reply, or was cancelled by a shutdown before it
-        could say so (then the reply so far is shown as interrupted).
+        could say so (then the reply so far is shown as interrupted). The one edit still
+        waits for the channel's pace, which Discord would otherwise enforce with a 429.
         """
         await self._renderer.aclose()
         if self._surface.final_shown or self._retracted:
@@ -108,9 +113,15 @@ class DiscordReply:
         if final is None:
             interrupted = Failure("interrupted", self._progress)
             final = failure_markdown(interrupted, self._locale)
+        delay = self._gate.delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        calls = 1
         try:
-            await self._surface.final(final)
+            calls = await self._surface.final(final)
         except Exception as exc:  # the edge: logged, the record stays open
             log.warning("discord: could not show a reply's final text: %r", exc)
             return False
+        finally:
+            self._gate.record(calls)
         return True
