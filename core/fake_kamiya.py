@@ -95,7 +95,8 @@ class FakeKamiya:
     ``api_key=None`` accepts any key. ``allowed_models=None`` permits every model.
     ``accept_unknown_ids`` adopts an unknown conversation id instead of answering 404 (the
     offline demo keeps ids across runs, while the fake forgets them). ``demo`` streams a
-    friendly text word by word, ``word_delay_s`` apart.
+    friendly text word by word, ``word_delay_s`` apart. ``default_script`` answers the
+    requests no queued script is left for (benchmarks: every answer at a token rate).
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class FakeKamiya:
         accept_unknown_ids: bool = False,
         demo: bool = False,
         word_delay_s: float = 0.03,
+        default_script: Script | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -114,6 +116,7 @@ class FakeKamiya:
         self.accept_unknown_ids = accept_unknown_ids
         self.demo = demo
         self.word_delay_s = word_delay_s
+        self.default_script = default_script
         self.requests: list[RecordedRequest] = []
         self.overlaps: list[str] = []
         self.max_in_flight = 0
@@ -237,7 +240,7 @@ class FakeKamiya:
         if body is None:
             return _error(400, "malformed JSON body")
         queue = self._queues[endpoint]
-        script = queue.popleft() if queue else None
+        script = queue.popleft() if queue else self.default_script
         if script is not None and script.gate is not None:
             await script.gate.wait()
         if script is not None and script.status is not None:

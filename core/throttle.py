@@ -7,6 +7,11 @@ limits (data, from config) into "how long until the next call may go", and a 429
 Kamiya stream and the platform: ``update`` never waits (the stream is read at full speed),
 a worker task sends the newest text whenever the gate allows, skips texts already shown, and
 ``finish`` delivers the final text as soon as the gate, and any penalty, allow.
+
+The bot-wide cap is shared by every chat, so chats waiting for it queue, first come first
+served: when a slot frees, the chat at the head of the queue is handed it and woken, and only
+that one. (Letting every waiting chat sleep until the slot frees and race for it wakes them all
+each time: with a thousand chats streaming, thirty thousand wake-ups a second.)
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["ChatGate", "Gates", "LiveRenderer", "PaceLimits", "RetryLater", "Surface"]
 
 log = logging.getLogger(__name__)
+
+_MIN_WAIT = 0.005  # s: the shortest sleep, so float rounding never becomes a busy loop
+_POLL_S = 0.05  # s: how often a caller polling ``reserve`` looks whether its turn came
 
 
 class RetryLater(Exception):
@@ -52,26 +60,57 @@ class PaceLimits:
     global_per_second: float | None = None
 
 
+class _Ticket:
+    """A chat's place in the queue for the bot-wide cap; ``granted`` once a slot is its own."""
+
+    __slots__ = ("claimed", "future", "granted_at", "revoked")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.granted_at = 0.0
+        self.claimed = False
+        self.revoked = False
+
+    @property
+    def granted(self) -> bool:
+        return self.future.done() and not self.future.cancelled() and not self.revoked
+
+
 class _Window:
     """A rolling-window counter: at most ``limit`` calls in any ``span`` seconds.
 
     A call counts from when it is reserved (in flight) until ``span`` after it completed: its
     arrival at the platform lies somewhere in between, and a busy loop or network can push it
     late, so counting from completion keeps the platform's own window under the limit.
+
+    Shared by chats (the bot-wide cap), it also keeps the queue of chats waiting for a slot and
+    hands free slots out in order (``enqueue``); a slot handed out counts as in flight.
     """
 
-    __slots__ = ("_events", "in_flight", "limit", "span")
+    __slots__ = ("_clock", "_events", "_granted", "_queue", "_timer", "in_flight", "limit", "span")
 
-    def __init__(self, limit: int, span: float) -> None:
+    def __init__(
+        self, limit: int, span: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.span = span
         self.in_flight = 0
+        self._clock = clock
         self._events: deque[float] = deque()
+        self._queue: deque[_Ticket] = deque()
+        self._granted: deque[_Ticket] = deque()  # handed out, maybe not yet claimed
+        self._timer: asyncio.TimerHandle | None = None
+
+    def room(self, now: float) -> int:
+        """Slots free now (negative: over, after a burst of reservations)."""
+        events = self._events
+        horizon = now - self.span
+        while events and events[0] <= horizon:
+            events.popleft()
+        return self.limit - len(events) - self.in_flight
 
     def delay(self, now: float) -> float:
-        while self._events and self._events[0] <= now - self.span:
-            self._events.popleft()
-        if len(self._events) + self.in_flight < self.limit:
+        if self.room(now) > 0:
             return 0.0
         if not self._events:
             return self.span / max(1, self.limit)  # all slots in flight: look again soon
@@ -79,6 +118,55 @@ class _Window:
 
     def record(self, now: float) -> None:
         self._events.append(now)
+
+    @property
+    def queued(self) -> bool:
+        """Whether a chat is waiting for a slot (a newcomer goes behind it)."""
+        queue = self._queue
+        while queue and queue[0].future.done():
+            queue.popleft()  # a ticket given up
+        return bool(queue)
+
+    def enqueue(self) -> _Ticket:
+        """Join the queue; the ticket's future is done once a slot is reserved for it."""
+        ticket = _Ticket(asyncio.get_running_loop().create_future())
+        self._queue.append(ticket)
+        self._serve()
+        return ticket
+
+    def release(self, slots: int = 1) -> None:
+        """Reserved slots went unused: free them, and hand them on."""
+        self.in_flight -= slots
+        if self._queue:
+            self._serve()
+
+    def _serve(self) -> None:
+        """Hand free slots to waiting chats, oldest first; come back when the next one frees."""
+        now = self._clock()
+        granted = self._granted
+        while granted and (granted[0].claimed or granted[0].granted_at <= now - self.span):
+            stale = granted.popleft()
+            if not stale.claimed:  # its chat never came for it (its task ended): take it back
+                stale.revoked = True
+                self.in_flight -= 1
+        queue = self._queue
+        room = self.room(now)
+        while queue and room > 0:
+            ticket = queue.popleft()
+            if ticket.future.done():
+                continue  # given up
+            self.in_flight += 1
+            room -= 1
+            ticket.granted_at = now
+            ticket.future.set_result(None)
+            granted.append(ticket)
+        if self.queued and self._timer is None:
+            wait = max(self.delay(now), 0.001)
+            self._timer = asyncio.get_running_loop().call_later(wait, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        self._serve()
 
 
 class ChatGate:
@@ -96,47 +184,98 @@ class ChatGate:
         self._tokens = float(limits.burst)
         self._stamp = clock()
         self._window = (
-            _Window(limits.window_calls, limits.window_s) if limits.window_calls else None
+            _Window(limits.window_calls, limits.window_s, clock) if limits.window_calls else None
         )
         self._shared = shared
         self._reserved = 0
+        self._ticket: _Ticket | None = None
         self._penalty_until = 0.0
 
     def delay(self) -> float:
-        """Seconds until a call is allowed (0: now)."""
+        """Seconds until a call is allowed (0: now; not while other chats queue for the
+        bot-wide cap, unless this chat's turn has come)."""
         now = self._clock()
-        self._refill(now)
-        waits = [self._penalty_until - now, (1.0 - self._tokens) / self._limits.per_second]
-        if self._window is not None:
-            waits.append(self._window.delay(now))
-        if self._shared is not None:
-            waits.append(self._shared.delay(now))
-        return max(0.0, *waits)
+        wait = self._own_delay(now)
+        shared = self._shared
+        if shared is not None:
+            ticket = self._ticket
+            if ticket is not None and ticket.granted:
+                pass
+            elif ticket is not None or shared.queued:
+                wait = max(wait, shared.delay(now), _MIN_WAIT)
+            else:
+                wait = max(wait, shared.delay(now))
+        return max(0.0, wait)
 
     def reserve(self) -> float:
         """Like ``delay``, but a 0 also takes the bot-wide slot at once.
 
         Chats share the bot-wide cap: without taking the slot when deciding, many chats could
-        all see room and send together, far over the cap.
+        all see room and send together, far over the cap. A chat held back only by that cap
+        queues for it; its slot is kept for it once its turn comes (``acquire`` waits for that
+        without polling; a caller that polls gets it on its next ``reserve``).
         """
-        delay = self.delay()
-        if delay == 0 and self._shared is not None:
-            self._shared.in_flight += 1
+        now = self._clock()
+        own = max(0.0, self._own_delay(now))
+        shared = self._shared
+        if shared is None or own > 0:
+            self._drop_ticket()  # no use holding a place for the bot-wide cap meanwhile
+            return own
+        if self._ticket is None or self._ticket.revoked:
+            self._ticket = None  # a revoked ticket was not claimed in time: queue again
+            if shared.room(now) > 0 and not shared.queued:
+                shared.in_flight += 1
+                self._reserved += 1
+                return 0.0
+            try:
+                self._ticket = shared.enqueue()
+            except RuntimeError:  # no running event loop: plain polling
+                return max(shared.delay(now), _MIN_WAIT)
+        if self._ticket.granted:
+            self._ticket.claimed = True
+            self._ticket = None
             self._reserved += 1
-        return delay
+            return 0.0
+        return min(_POLL_S, max(shared.delay(now), _MIN_WAIT))  # still queued
+
+    async def acquire(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """Wait until a call may go, then hold its slot, as ``reserve`` returning 0 does.
+
+        Waits for this chat's own limits by sleeping, and for the bot-wide cap in its queue,
+        woken once when its turn comes.
+        """
+        while (delay := self.reserve()) > 0:
+            ticket = self._ticket
+            if ticket is None or ticket.future.done():
+                # A floor: float rounding can leave nanoseconds, which must not busy-loop.
+                await sleep(max(delay, _MIN_WAIT))
+                continue
+            try:
+                await ticket.future
+            except asyncio.CancelledError:
+                self._drop_ticket()
+                raise
+
+    def release(self) -> None:
+        """Give back a slot ``reserve`` or ``acquire`` took, for a call not made after all."""
+        self._drop_ticket()
+        if self._shared is not None and self._reserved:
+            self._shared.release(self._reserved)
+            self._reserved = 0
 
     def record(self, calls: int = 1) -> None:
         """Charge ``calls`` platform calls just made (a reserved bot-wide slot included)."""
         now = self._clock()
         self._refill(now)
         self._tokens -= calls
+        window, shared = self._window, self._shared
         for _ in range(calls):
-            if self._window is not None:
-                self._window.record(now)
-            if self._shared is not None:
-                self._shared.record(now)
-        if self._shared is not None:
-            self._shared.in_flight -= self._reserved
+            if window is not None:
+                window.record(now)
+            if shared is not None:
+                shared.record(now)
+        if shared is not None:
+            shared.in_flight -= self._reserved
         self._reserved = 0
 
     def penalize(self, retry_after: float) -> None:
@@ -147,12 +286,36 @@ class ChatGate:
     def penalized(self) -> bool:
         return self._clock() < self._penalty_until
 
+    def _own_delay(self, now: float) -> float:
+        """This chat's own limits: its bucket, its rolling cap, its penalty (may be < 0)."""
+        self._refill(now)
+        limits = self._limits
+        wait = self._penalty_until - now
+        if self._tokens < 1.0:
+            wait = max(wait, (1.0 - self._tokens) / limits.per_second)
+        if self._window is not None:
+            wait = max(wait, self._window.delay(now))
+        return wait
+
+    def _drop_ticket(self) -> None:
+        """Leave the queue; a slot already handed to this chat goes back."""
+        ticket, self._ticket = self._ticket, None
+        if ticket is None or self._shared is None:
+            return
+        if not ticket.future.done():
+            ticket.future.cancel()
+        elif ticket.granted and not ticket.claimed:
+            ticket.claimed = True
+            self._shared.release()
+
     def _refill(self, now: float) -> None:
-        elapsed = max(0.0, now - self._stamp)
+        elapsed = now - self._stamp
+        if elapsed <= 0:
+            return
         self._stamp = now
-        self._tokens = min(
-            float(self._limits.burst), self._tokens + elapsed * self._limits.per_second
-        )
+        burst = float(self._limits.burst)
+        if self._tokens < burst:
+            self._tokens = min(burst, self._tokens + elapsed * self._limits.per_second)
 
 
 class Gates:
@@ -169,7 +332,9 @@ class Gates:
             shared = None
             if limits.global_per_second:
                 rate = limits.global_per_second
-                shared = self._shared.setdefault(rate, _Window(max(1, int(rate)), 1.0))
+                shared = self._shared.get(rate)
+                if shared is None:
+                    shared = self._shared[rate] = _Window(max(1, int(rate)), 1.0, self._clock)
             gate = self._gates[chat] = ChatGate(limits, shared=shared, clock=self._clock)
         return gate
 
@@ -236,14 +401,17 @@ class LiveRenderer:
         return self._final  # a method, so type narrowing cannot outlive an ``await``
 
     async def _run(self) -> None:
+        held = False  # a slot taken for an update, kept for the final that came meanwhile
         while self._final_text() is None:
             await self._wake.wait()
             self._wake.clear()
             await self._pace()
             if self._final_text() is not None:
+                held = True
                 break
             text = self._latest
             if text is None or text == self._shown:
+                self._gate.release()
                 continue
             if await self._attempt(self._surface.show, text):
                 self._shown = text
@@ -252,7 +420,9 @@ class LiveRenderer:
                 self._wake.set()  # come back with whatever is newest once the penalty ends
         final = self._final_text() or ""
         for _ in range(self._max_final_attempts):
-            await self._pace()
+            if not held:
+                await self._pace()
+            held = False
             if await self._attempt(self._surface.final, final):
                 return
         log.warning("final text not delivered after %d attempts", self._max_final_attempts)
@@ -274,6 +444,4 @@ class LiveRenderer:
         return True
 
     async def _pace(self) -> None:
-        while (delay := self._gate.reserve()) > 0:
-            # A floor: float rounding can leave nanoseconds, which must not become a busy loop.
-            await self._sleep(max(delay, 0.005))
+        await self._gate.acquire(self._sleep)

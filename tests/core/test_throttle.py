@@ -164,3 +164,75 @@ async def test_surface_errors_do_not_kill_the_reply():
     await asyncio.sleep(0.5)
     await renderer.finish("final text")
     assert surface.shown[-1][1:] == ("final", "final text")
+
+
+async def test_chats_waiting_for_the_bot_wide_cap_are_served_in_turn_each_woken_once():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=30)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent: list[tuple[float, int]] = []
+    sleeps = 0
+
+    async def sleep(delay: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await asyncio.sleep(delay)
+
+    async def chat(n: int) -> None:
+        gate_ = gates.get(n, limits)
+        await gate_.acquire(sleep)
+        sent.append((loop.time() - start, n))
+        gate_.record()
+
+    await asyncio.gather(*(chat(n) for n in range(95)))
+    assert [n for _, n in sent] == list(range(95))  # first come, first served
+    times = [t for t, _ in sent]
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[30:], strict=False))
+    assert times[-1] == pytest.approx(3.0, abs=0.05)  # and no slot left idle
+    assert sleeps == 0  # the queue wakes each chat once; nobody polls
+
+
+async def test_a_chat_that_stops_waiting_gives_its_turn_to_the_next():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(global_per_second=1)
+    first = gates.get("a", limits)
+    await first.acquire()
+    first.record()
+    waiting = asyncio.create_task(gates.get("b", limits).acquire())
+    after = asyncio.create_task(gates.get("c", limits).acquire())
+    await asyncio.sleep(0.5)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    async with asyncio.timeout(0.6):
+        await after  # c gets the slot that frees at 1 s
+
+
+async def test_a_caller_polling_reserve_keeps_its_place_in_the_queue():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=2)
+    loop = asyncio.get_running_loop()
+    for chat in ("a", "b"):
+        gates.get(chat, limits).reserve()
+        gates.get(chat, limits).record()
+    poller = gates.get("p", limits)
+    assert poller.reserve() > 0  # queued first
+    renderers = [asyncio.create_task(gates.get(n, limits).acquire()) for n in range(3)]
+    while (delay := poller.reserve()) > 0:  # noqa: ASYNC110 - polling is what is tested
+        await asyncio.sleep(delay)
+    assert loop.time() == pytest.approx(1.0, abs=0.06)  # the first slot to free was its
+    poller.record()
+    for task in renderers:
+        task.cancel()
+    await asyncio.gather(*renderers, return_exceptions=True)
+
+
+async def test_a_slot_taken_but_not_used_goes_back():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(global_per_second=1)
+    taken = gates.get("a", limits)
+    assert taken.reserve() == 0
+    assert gates.get("b", limits).delay() > 0
+    taken.release()
+    assert gates.get("b", limits).delay() == 0

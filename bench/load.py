@@ -1,0 +1,173 @@
+"""Load: N chats streaming at once through one bot process, against Telegram's limits.
+
+One bot process (the real Telegram frontend, core and a SQLite store in a temporary folder;
+``bench.rig``) serves ``--chats`` chats that all write at once (``--groups`` of them groups,
+the rest private chats, which stream by drafts). The fake Kamiya streams every reply at
+``--rate`` tokens a second (4 characters a token; replies of 300 to 2,000 characters) and the
+fake Telegram enforces 1 call/s per chat (bursts of 3), 20 a minute per group and 30 a second
+bot-wide. The fakes and the users run in other processes (``bench.world``), so this process'
+CPU and memory are the bot's. At 30 calls a second for the whole bot, 1,000 chats get far less
+than one update a second each: that is Telegram's limit, not the bot's pace.
+
+Figures:
+- ``cpu_cores``: the bot's CPU seconds over wall seconds while Kamiya streams are in flight
+  (first request to last end); ``cpu_ms_per_reply``: the bot's CPU from the first message to
+  the last final text, over the replies.
+- ``rss_mb``: the bot process' peak resident memory (VmHWM).
+- lag: for each call that shows reply text (a draft, a sent or an edited message), the newest
+  delta whose text the call contains is found (by length: replies are plain text, and every
+  shown text is checked to be a prefix of its reply); lag = the call's arrival at the fake
+  Telegram minus that delta's arrival in core (when the Kamiya client yields it). Only calls
+  whose delta arrived while the chat's gate was open count, ``ChatGate.delay() == 0`` then:
+  its own bucket, group cap and penalty allowed a call, and so did the bot-wide cap, with no
+  other chat queued ahead for it. Both times are on CLOCK_MONOTONIC, one clock for all
+  processes of the machine.
+- ``r429``: 429 answers after ``--warmup`` seconds (all of them are printed too).
+- ``exact``: chats whose final message is exactly the reply (``fullContent``), no Stop button.
+
+Ends with ``chats=… cpu_cores=… rss_mb=… p50_lag_ms=… p99_lag_ms=… exact=…/… r429=…``.
+Run: ``python -m bench.load [--chats 1000] [--rate 25] [--groups 0.2]``; the targets are
+≤ 1 core, ≤ 300 MB, p99 lag ≤ 50 ms, no 429 after warm-up, every reply exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.rig import Arrivals, Meter, peak_rss_mb, running_bot, world, write_config
+from bench.world import WorldOptions, WorldReport
+
+
+def lags_ms(report: WorldReport, arrivals: Arrivals) -> tuple[list[float], int, int]:
+    """Lags of the calls that count (see the module docstring), calls showing text, and
+    calls whose text was not a prefix of the reply."""
+    lags: list[float] = []
+    showing = wrong = 0
+    for call in report.calls:
+        if call.status != 200 or call.shown <= 0:
+            continue
+        showing += 1
+        if not call.prefix:
+            wrong += 1
+            continue
+        track = arrivals.tracks.get(call.chat_id)
+        if track is None:
+            continue
+        newest = bisect.bisect_right(track.visible, call.shown) - 1
+        if newest >= 0 and track.open[newest]:
+            lags.append((call.at - track.times[newest]) * 1000)
+    return lags, showing, wrong
+
+
+def final_delays_s(report: WorldReport, arrivals: Arrivals) -> list[float]:
+    """Per chat: from the reply's last delta to the call that showed all of it."""
+    delays: list[float] = []
+    for chat_id, track in arrivals.tracks.items():
+        full = track.visible[-1] if track.visible else 0
+        shown = [
+            c.at
+            for c in report.calls
+            if c.chat_id == chat_id and c.status == 200 and c.prefix and c.shown >= full
+        ]
+        if shown and track.times:
+            delays.append(min(shown) - track.times[-1])
+    return delays
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def peak_cores(meter: Meter, span: float = 5.0) -> float:
+    """The busiest ``span`` seconds: the most CPU seconds per wall second."""
+    best = 0.0
+    samples = meter.samples
+    for i, (t0, c0, _, _) in enumerate(samples):
+        for t1, c1, _, _ in samples[i + 1 :]:
+            if t1 - t0 >= span:
+                best = max(best, (c1 - c0) / (t1 - t0))
+                break
+    return best
+
+
+async def run(options: WorldOptions, warmup: float) -> None:
+    arrivals = Arrivals()
+    with tempfile.TemporaryDirectory() as folder:
+        async with world(options) as users:
+            config = write_config(
+                Path(folder),
+                kamiya_url=users.kamiya_url,
+                telegram_url=users.telegram_url,
+                streams=max(200, options.chats),
+            )
+            async with running_bot(config, arrivals), Meter(0.5) as meter:
+                cpu0, wall0 = time.process_time(), time.monotonic()
+                report = await users.run()
+                cpu1, wall1 = time.process_time(), time.monotonic()
+            rss = peak_rss_mb()
+    streams = users.streams
+    first, last = min(s for s, _ in streams), max(e for _, e in streams)
+    cores = meter.cpu_between(first, last) / (last - first)
+    lags, showing, wrong = lags_ms(report, arrivals)
+    steady = sum(at > report.began + warmup for at in report.limited)
+    rates = [
+        (len(t.times) - 1) / (t.times[-1] - t.times[0])
+        for t in arrivals.tracks.values()
+        if len(t.times) > 1 and t.times[-1] > t.times[0]
+    ]
+    p50, p99 = percentile(lags, 0.5), percentile(lags, 0.99)
+    finals = final_delays_s(report, arrivals)
+    print(
+        f"chats={options.chats} groups={options.groups:g} replies={report.replies} "
+        f"deltas={arrivals.count} tokens_per_s_per_chat={statistics.median(rates):.1f} "
+        f"streaming_s={last - first:.1f} run_s={wall1 - wall0:.1f}"
+    )
+    print(
+        f"cpu_s={cpu1 - cpu0:.1f} cpu_ms_per_reply={(cpu1 - cpu0) / report.replies * 1000:.1f} "
+        f"cpu_cores_run={(cpu1 - cpu0) / (wall1 - wall0):.2f} "
+        f"cpu_cores_peak5s={peak_cores(meter):.2f}"
+    )
+    print(
+        f"text_calls={showing} lag_counted={len(lags)} not_prefix={wrong} "
+        f"max_lag_ms={max(lags, default=float('nan')):.1f} r429_total={len(report.limited)}"
+    )
+    print(
+        f"final_after_last_delta_s p50={percentile(finals, 0.5):.2f} "
+        f"p99={percentile(finals, 0.99):.2f} max={max(finals, default=float('nan')):.2f}"
+    )
+    print(
+        f"chats={options.chats} cpu_cores={cores:.2f} rss_mb={rss:.0f} "
+        f"p50_lag_ms={p50:.1f} p99_lag_ms={p99:.1f} "
+        f"exact={report.exact}/{report.replies} r429={steady}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--groups", type=float, default=0.2, help="share of group chats")
+    parser.add_argument("--rate", type=float, default=25.0, help="Kamiya tokens/s per reply")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before steady state")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    logging.basicConfig(level=logging.WARNING)
+    options = WorldOptions(
+        chats=args.chats, groups=args.groups, rate=args.rate, timeout_s=args.timeout
+    )
+    asyncio.run(run(options, args.warmup))
+
+
+if __name__ == "__main__":
+    main()

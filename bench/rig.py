@@ -1,0 +1,254 @@
+"""A bot under measurement in this process, its world (``bench.world``) in another.
+
+The bot is wired as ``kamiya-bot run`` wires it (SQLite store, one pooled Kamiya client,
+``conversations_from_config``, the real Telegram frontend), with one addition: its Kamiya client
+notes when each text delta of a benchmark prompt arrives, and whether the chat's pace would have
+allowed a platform call at that moment (``Arrivals``). Process figures come from ``/proc/self``:
+this process runs the bot and nothing else of weight, so they are the bot's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import re
+import time
+from array import array
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bench.world import KAMIYA_KEY, WorldOptions, WorldReport, run_kamiya, run_world
+from bots.telegram.app import TelegramFrontend
+from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
+from storage import SqlStore
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Callable
+    from multiprocessing.connection import Connection
+    from pathlib import Path
+
+    import httpx
+
+    from core import Config, Event
+    from core.throttle import ChatGate
+
+__all__ = [
+    "Arrivals",
+    "Meter",
+    "World",
+    "peak_rss_mb",
+    "rss_mb",
+    "running_bot",
+    "world",
+    "write_config",
+]
+
+_CHAT = re.compile(r"chat (-?\d+) turn")
+TOKEN = "123456:TEST-TOKEN"  # noqa: S105 - the fake's token
+
+
+@dataclass(slots=True)
+class Track:
+    """One chat's deltas: arrival times, whether its gate was open then, and ``visible``: the
+    length of the reply so far without trailing blanks (what a call showing it contains)."""
+
+    times: array[float] = field(default_factory=lambda: array("d"))
+    open: array[int] = field(default_factory=lambda: array("b"))
+    visible: array[int] = field(default_factory=lambda: array("l"))
+    total: int = 0
+    last: int = 0
+
+
+class Arrivals:
+    """Per chat, when each text delta arrived in core; ``keep=False`` only counts them."""
+
+    def __init__(self, *, keep: bool = True) -> None:
+        self.keep = keep
+        self.count = 0
+        self.tracks: dict[int, Track] = {}
+        self.gate_of: Callable[[int], ChatGate] | None = None
+
+    def record(self, chat_id: int, text: str) -> None:
+        now = time.monotonic()
+        self.count += 1
+        if not self.keep:
+            return
+        track = self.tracks.get(chat_id)
+        if track is None:
+            track = self.tracks[chat_id] = Track()
+        gate = self.gate_of(chat_id) if self.gate_of is not None else None
+        track.times.append(now)
+        track.open.append(gate is not None and gate.delay() == 0)
+        if text.strip():
+            track.last = track.total + len(text.rstrip())
+        track.total += len(text)
+        track.visible.append(track.last)
+
+
+class TimedClient(KamiyaClient):
+    """``KamiyaClient`` noting each delta of a benchmark prompt as it leaves the client."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, base_url: str, api_key: str, arrivals: Arrivals
+    ) -> None:
+        super().__init__(http, base_url=base_url, api_key=api_key)
+        self._arrivals = arrivals
+
+    async def conversation(
+        self, content: str, conversation_id: str | None = None
+    ) -> AsyncGenerator[Event]:
+        found = _CHAT.search(content)
+        chat = int(found[1]) if found else None
+        async with aclosing(super().conversation(content, conversation_id)) as events:
+            async for event in events:
+                if chat is not None and isinstance(event, TextDelta):
+                    self._arrivals.record(chat, event.text)
+                yield event
+
+
+def write_config(folder: Path, *, kamiya_url: str, telegram_url: str, streams: int) -> Config:
+    """The shipped defaults, but for the fakes' URLs and ``max_concurrent_streams``."""
+    path = folder / "bot.toml"
+    path.write_text(
+        f"[bot]\nmax_concurrent_streams = {streams}\n"
+        f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{KAMIYA_KEY}"\n'
+        f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
+        f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{telegram_url}/bot"\n',
+        encoding="utf-8",
+    )
+    return load_config(path, {})
+
+
+@asynccontextmanager
+async def running_bot(config: Config, arrivals: Arrivals) -> AsyncIterator[TelegramFrontend]:
+    """The bot as ``kamiya-bot run`` builds it, with a ``TimedClient``; polling when yielded."""
+    async with AsyncExitStack() as stack:
+        store = await SqlStore.open(config.storage.url)
+        stack.push_async_callback(store.aclose)
+        http = await stack.enter_async_context(build_http_client(config.kamiya))
+        key = config.kamiya.api_key.get_secret_value()
+        client = TimedClient(http, base_url=config.kamiya.base_url, api_key=key, arrivals=arrivals)
+        conversations = await stack.enter_async_context(
+            conversations_from_config(client, store, config)
+        )
+        frontend = TelegramFrontend(config, conversations)
+        await frontend.start()
+        # The chat's pace as the frontend keeps it (a bench may look at private parts).
+        replies = frontend._replies
+        arrivals.gate_of = lambda chat_id: replies.gate(chat_id, private=chat_id > 0)
+        try:
+            yield frontend
+        finally:
+            await frontend.stop()
+
+
+@dataclass(slots=True)
+class World:
+    """The world's processes, seen from the bot's side."""
+
+    kamiya_url: str
+    telegram_url: str
+    _users: Connection
+    _kamiya: Connection
+    streams: list[tuple[float, float]] = field(default_factory=list)  # Kamiya (start, end)
+
+    async def run(self) -> WorldReport:
+        """Let the users write; returns once every reply is final (or the world gave up)."""
+        self._users.send("go")
+        report = await asyncio.to_thread(self._users.recv)
+        if not isinstance(report, WorldReport):
+            raise TypeError(f"the world sent {type(report).__name__}")
+        return report
+
+
+@asynccontextmanager
+async def world(options: WorldOptions) -> AsyncIterator[World]:
+    """Start the fake Kamiya, and the fake Telegram with its users, in fresh processes; on
+    exit, stop them and keep Kamiya's stream times in ``World.streams``."""
+    context = multiprocessing.get_context("spawn")
+    started: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        for target in (run_kamiya, run_world):
+            here, there = context.Pipe()
+            process = context.Process(target=target, args=(there, options), daemon=True)
+            process.start()
+            started.append((process, here))
+        (_, kamiya), (_, users) = started
+        kamiya_url = await asyncio.to_thread(kamiya.recv)
+        telegram_url = await asyncio.to_thread(users.recv)
+        handle = World(kamiya_url, telegram_url, users, kamiya)
+        yield handle
+        kamiya.send("stop")
+        handle.streams = await asyncio.to_thread(kamiya.recv)
+    finally:
+        for child, conn in started:
+            with contextlib.suppress(OSError):
+                conn.send("stop")
+            await asyncio.to_thread(child.join, 10)
+            if child.is_alive():
+                child.terminate()
+
+
+class Meter:
+    """This process' CPU, memory and file descriptors, sampled every ``every`` seconds."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.samples: list[tuple[float, float, float, int]] = []  # (wall, cpu, rss MB, fds)
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> tuple[float, float, float, int]:
+        row = (time.monotonic(), time.process_time(), rss_mb(), len(os.listdir("/proc/self/fd")))
+        self.samples.append(row)
+        return row
+
+    async def __aenter__(self) -> Meter:
+        self.sample()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.sample()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            self.sample()
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds spent between two wall times, interpolated between samples."""
+        return _interpolate(self.samples, end) - _interpolate(self.samples, start)
+
+
+def _interpolate(samples: list[tuple[float, float, float, int]], when: float) -> float:
+    before = [s for s in samples if s[0] <= when]
+    after = [s for s in samples if s[0] >= when]
+    if not before:
+        return samples[0][1]
+    if not after:
+        return samples[-1][1]
+    (t0, c0, _, _), (t1, c1, _, _) = before[-1], after[0]
+    return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
+def _status_mb(field_name: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field_name):
+                return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
+def rss_mb() -> float:
+    return _status_mb("VmRSS:")
+
+
+def peak_rss_mb() -> float:
+    """The process' high-water mark of resident memory."""
+    return _status_mb("VmHWM:")
