@@ -101,7 +101,7 @@ def peak_cores(meter: Meter, span: float = 5.0) -> float:
     return best
 
 
-async def run(options: WorldOptions, warmup: float) -> None:
+async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> None:
     arrivals = Arrivals()
     with tempfile.TemporaryDirectory() as folder:
         async with world(options) as users:
@@ -111,7 +111,7 @@ async def run(options: WorldOptions, warmup: float) -> None:
                 telegram_url=users.telegram_url,
                 streams=max(200, options.chats),
             )
-            async with running_bot(config, arrivals), Meter(0.5) as meter:
+            async with running_bot(config, arrivals, memory=memory), Meter(0.5) as meter:
                 cpu0, wall0 = time.process_time(), time.monotonic()
                 report = await users.run()
                 cpu1, wall1 = time.process_time(), time.monotonic()
@@ -158,6 +158,12 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=1000)
     parser.add_argument("--groups", type=float, default=0.2, help="share of group chats")
     parser.add_argument("--rate", type=float, default=25.0, help="Kamiya tokens/s per reply")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "memory"],
+        default="sqlite",
+        help="memory: no database, to see its share of the figures",
+    )
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before steady state")
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
@@ -166,7 +172,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, timeout_s=args.timeout
     )
-    asyncio.run(run(options, args.warmup))
+    asyncio.run(run(options, args.warmup, memory=args.store == "memory"))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from bench.world import KAMIYA_KEY, WorldOptions, WorldReport, run_kamiya, run_world
 from bots.telegram.app import TelegramFrontend
 from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
-from storage import SqlStore
+from storage import MemoryStore, SqlStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from core import Config, Event
     from core.throttle import ChatGate
+    from storage import ConversationStore
 
 __all__ = [
     "Arrivals",
@@ -123,11 +124,21 @@ def write_config(folder: Path, *, kamiya_url: str, telegram_url: str, streams: i
 
 
 @asynccontextmanager
-async def running_bot(config: Config, arrivals: Arrivals) -> AsyncIterator[TelegramFrontend]:
-    """The bot as ``kamiya-bot run`` builds it, with a ``TimedClient``; polling when yielded."""
+async def running_bot(
+    config: Config, arrivals: Arrivals, *, memory: bool = False
+) -> AsyncIterator[TelegramFrontend]:
+    """The bot as ``kamiya-bot run`` builds it, with a ``TimedClient``; polling when yielded.
+
+    ``memory``: a ``MemoryStore`` instead of the configured database, to tell the database's
+    share of a figure from the rest.
+    """
     async with AsyncExitStack() as stack:
-        store = await SqlStore.open(config.storage.url)
-        stack.push_async_callback(store.aclose)
+        store: ConversationStore
+        if memory:
+            store = MemoryStore()
+        else:
+            store = await SqlStore.open(config.storage.url)
+            stack.push_async_callback(store.aclose)
         http = await stack.enter_async_context(build_http_client(config.kamiya))
         key = config.kamiya.api_key.get_secret_value()
         client = TimedClient(http, base_url=config.kamiya.base_url, api_key=key, arrivals=arrivals)

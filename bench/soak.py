@@ -28,7 +28,7 @@ from bench.world import WorldOptions
 WARMUP_S = 60.0
 
 
-async def run(options: WorldOptions, every: float) -> None:
+async def run(options: WorldOptions, every: float, *, memory: bool = False) -> None:
     arrivals = Arrivals(keep=False)  # keeping every delta's time would be a leak of our own
     with tempfile.TemporaryDirectory() as folder:
         async with world(options) as users:
@@ -38,7 +38,7 @@ async def run(options: WorldOptions, every: float) -> None:
                 telegram_url=users.telegram_url,
                 streams=max(200, options.chats),
             )
-            async with running_bot(config, arrivals), Meter(every) as meter:
+            async with running_bot(config, arrivals, memory=memory), Meter(every) as meter:
                 began = time.monotonic()
                 report = await users.run()
     minutes = options.minutes or 0.0
@@ -71,6 +71,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--groups", type=float, default=0.2, help="share of group chats")
     parser.add_argument("--rate", type=float, default=25.0, help="Kamiya tokens/s per reply")
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "memory"],
+        default="sqlite",
+        help="memory: no database, to see its share of the figures",
+    )
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     args = parser.parse_args()
     os.environ.setdefault("PTB_TIMEDELTA", "true")
@@ -78,7 +84,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, minutes=args.minutes
     )
-    asyncio.run(run(options, args.every))
+    asyncio.run(run(options, args.every, memory=args.store == "memory"))
 
 
 if __name__ == "__main__":

@@ -174,3 +174,56 @@ def test_error_event_in_stream_is_typed():
 
 def test_leading_bom_is_ignored():
     assert decode([b"\xef\xbb\xbf" + render(["a"])])[-1] == Final("c-1", "a")
+
+
+def reference_events(pieces: list[bytes]) -> list[SseEvent]:
+    """What httpx-sse's decoders alone make of a stream (``SseStream`` without its fast path)."""
+    import codecs  # noqa: PLC0415 - the reference needs it alone
+
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder  # noqa: PLC0415
+
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    lines, decoder = SSELineDecoder(), SSEDecoder()
+    whole = "".join(text.decode(p) for p in pieces) + text.decode(b"", final=True)
+    out: list[SseEvent] = []
+    for line in [*lines.decode(whole.removeprefix("\ufeff")), *lines.flush()] if whole else []:
+        sse = decoder.decode(line)
+        if sse is not None and sse.data:
+            out.append(SseEvent(sse.event, sse.data))
+    pending = decoder.decode("")
+    if pending is not None and pending.data:
+        out.append(SseEvent(pending.event, pending.data, unterminated=True))
+    return out
+
+
+sse_lines = st.one_of(
+    st.builds(lambda t: f"data: {t}", st.text(max_size=6)),
+    st.builds(lambda t: f"data:{t}", st.text(max_size=6)),
+    st.sampled_from([": keep-alive", "event: kamiyaInfo", "id: 7", "retry: 100", "foo", "data"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    events=st.lists(st.lists(sse_lines, min_size=1, max_size=3), max_size=6),
+    eol=st.sampled_from(["\n", "\r\n", "\r"]),
+    cuts=st.lists(st.integers(min_value=0), max_size=12),
+    unterminated=st.booleans(),
+)
+def test_fast_path_decodes_as_the_decoders_do(events, eol, cuts, unterminated):
+    body = "".join(eol.join(lines) + eol * 2 for lines in events)
+    if unterminated and body:
+        body = body.removesuffix(eol)
+    pieces = split_at(body.encode(), cuts)
+    sse = SseStream()
+    got = [event for piece in pieces for event in sse.feed(piece)] + sse.close()
+    assert got == reference_events(pieces)
+
+
+def test_whole_data_events_in_one_read_each_come_out_in_order():
+    sse = SseStream()
+    both = [SseEvent("message", "a"), SseEvent("message", "b b")]
+    assert sse.feed(b"data: a\n\ndata: b b\n\n") == both
+    assert sse.feed(b"data: \n\n") == []  # no data, no event
+    assert sse.feed(b"event: x\ndata: c\n\n") == [SseEvent("x", "c")]
+    assert sse.feed(b"data: d\n\n") == [SseEvent("message", "d")]
