@@ -4,7 +4,8 @@ PTB parses a whole getUpdates answer at once; one update it cannot parse (a fiel
 newer Bot API shape) fails the lot, and as the offset then never moves past it, the same answer
 comes back on every poll: the bot would answer nobody again. Here each update is checked on its
 own, and one that does not parse is passed on as a bare update (its id only): PTB confirms it
-like any other and no handler sees it.
+like any other and no handler sees it. So is one that parses but lacks what PTB's types promise
+and it does not check (a message's chat, a button press's user): handlers may rely on those.
 
 This request object serves getUpdates only (``ApplicationBuilder.get_updates_request``), so the
 bot's other calls pay nothing for the check.
@@ -13,8 +14,12 @@ bot's other calls pay nothing for the check.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from telegram import Update
+from telegram import Chat, Message, Update, User
+
+if TYPE_CHECKING:
+    from telegram import CallbackQuery
 from telegram.request import HTTPXRequest
 
 __all__ = ["ReadableUpdates"]
@@ -46,8 +51,33 @@ def _readable(raw: object) -> dict[str, object] | None:
         log.warning("telegram: skipped an update without an id")
         return None
     try:
-        Update.de_json(raw, None)
+        update = Update.de_json(raw, None)
+        _check(update)
     except Exception as exc:  # any shape PTB cannot build objects from
         log.warning("telegram: update %s could not be read (%r); skipped", update_id, exc)
         return {"update_id": update_id}
     return raw
+
+
+def _check(update: Update) -> None:
+    """Raise if a field that PTB types as always there is missing."""
+    query: CallbackQuery | None = update.callback_query
+    messages: list[Message | None] = [
+        update.message,
+        update.edited_message,
+        update.channel_post,
+        update.edited_channel_post,
+    ]
+    if query is not None:
+        user: User | None = query.from_user
+        if user is None:
+            raise ValueError("a button press without a user")
+        if isinstance(query.message, Message):
+            messages.append(query.message)
+    for outer in messages:
+        message = outer
+        while message is not None:  # and the message it replies to
+            chat: Chat | None = message.chat
+            if chat is None:
+                raise ValueError("a message without a chat")
+            message = message.reply_to_message

@@ -178,6 +178,9 @@ class TelegramUsers(TelegramWorld):
         """
         update = {"update_id": next(self._update_ids), **body}
         self._raw_ids.add(update["update_id"])
+        query = body.get("callback_query")
+        if isinstance(query, dict) and isinstance(query.get("id"), str):
+            self._callbacks.setdefault(query["id"], False)  # the bot may answer it, once
         self._updates.append(update)
         self._changed()
         return update

@@ -42,12 +42,15 @@ def write_config(
     key: str = KAMIYA_KEY,
     kamiya: str = "retries = 0",
     bot: str = "",
+    grace_s: float = 1.5,
 ) -> Config:
     """``bot.toml`` in ``folder``: ``extra`` lines go to [telegram], ``kamiya`` to [kamiya]
-    (by default no retries, so a scripted fault is what the user sees), ``bot`` to [bot]."""
+    (by default no retries, so a scripted fault is what the user sees), ``bot`` to [bot]
+    after ``shutdown_grace_s`` (short: a test ending with a reply held at a gate waits it)."""
     path = folder / "bot.toml"
     path.write_text(
-        f'[bot]\n{bot}\n[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n{kamiya}\n'
+        f"[bot]\nshutdown_grace_s = {grace_s}\n{bot}\n"
+        f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{key}"\n{kamiya}\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
         f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{telegram_url}/bot"\n'
         f"poll_timeout_s = 1\n{extra}\n",

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
 LOUD = ("httpx", "httpcore", "telegram", "asyncio", "aiohttp")
+# aiosqlite logs every database call with its arguments at DEBUG, most of a test's records:
+# nothing secret goes to the database, so it speaks from INFO up to keep the tests quick.
+QUIET = ("aiosqlite",)
 PROJECT = ("bots", "core", "storage")
 
 
@@ -52,7 +55,7 @@ def capture_logs(secrets: Sequence[str]) -> Iterator[Captured]:
     captured = Captured()
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in LOUD}
+    levels = {name: logging.getLogger(name).level for name in LOUD + QUIET}
     with contextlib.redirect_stderr(captured.written):
         configure_logging("DEBUG", secrets)  # replaces the root's handlers with its own
     ours = list(root.handlers)
@@ -62,6 +65,8 @@ def capture_logs(secrets: Sequence[str]) -> Iterator[Captured]:
         root.addHandler(handler)
     for name in LOUD:
         logging.getLogger(name).setLevel(logging.DEBUG)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         yield captured
     finally:
