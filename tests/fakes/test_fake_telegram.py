@@ -350,6 +350,10 @@ async def test_raw_updates_are_delivered_as_given_past_allowed_updates(
         answer = await http.post("/getUpdates", data={"timeout": "0"})
     assert answer.json()["result"] == [queued]
     assert queued == {"update_id": queued["update_id"], "channel_post": {"message_id": 1}}
+    tg.send_raw({"callback_query": {"id": "raw-press", "data": "x"}})  # no user, no message
+    assert await bot.answer_callback_query("raw-press") is True  # a press, answered once
+    with pytest.raises(BadRequest, match="query is too old"):
+        await bot.answer_callback_query("raw-press")
 
 
 async def test_long_polling_delivers_updates_and_honours_offset(
