@@ -72,9 +72,7 @@ class InflightLog:
         """The reply's messages so far, and the text its last one shows (as the platform
         shows it: after formatting), so a new process can mark that text interrupted."""
         try:
-            await self._store.note_reply_messages(
-                reply_id, [str(m) for m in message_ids], shown
-            )
+            await self._store.note_reply_messages(reply_id, [str(m) for m in message_ids], shown)
         except Exception:
             log.warning("could not note the messages of reply %s", reply_id, exc_info=True)
 
