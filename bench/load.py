@@ -142,6 +142,7 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
         f"text_calls={showing} lag_counted={len(lags)} not_prefix={wrong} "
         f"max_lag_ms={max(lags, default=float('nan')):.1f} r429_total={len(report.limited)}"
     )
+    print("bot_api_calls " + " ".join(f"{k}={v}" for k, v in sorted(report.methods.items())))
     print(
         f"final_after_last_delta_s p50={percentile(finals, 0.5):.2f} "
         f"p99={percentile(finals, 0.99):.2f} max={max(finals, default=float('nan')):.2f}"

@@ -24,6 +24,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,7 @@ class WorldReport:
     exact: int
     calls: list[CallRecord] = field(default_factory=list)
     limited: list[float] = field(default_factory=list)  # when each 429 was answered
+    methods: dict[str, int] = field(default_factory=dict)  # every Bot API call, by method
 
 
 def reply_for(chat_id: int, turn: int, chars: int) -> str:
@@ -247,6 +249,7 @@ async def _world(conn: Connection, options: WorldOptions) -> None:
         users = _Users(tg, options)
         report = await users.run()
         report.calls, report.limited = users.calls(report.began)
+        report.methods = dict(Counter(c.method for c in tg.calls if c.at >= report.began))
         conn.send(report)
         await asyncio.to_thread(conn.recv)  # "stop": the bot has shut down
 
