@@ -152,7 +152,7 @@ async def test_sigkill_mid_reply_then_restart_marks_it_and_keeps_the_old_convers
     assert str(partial.message_id) in ids
     assert shown.startswith("word0 word1 ")
     async with bot_process(tmp_path / "bot.toml") as second:
-        marked = await becomes(tg, partial, INTERRUPTED)
+        marked = await becomes(tg, partial, INTERRUPTED, timeout=30)  # a cold start under load
         tg.private_message(alice, "third")
         third = await says(tg, 8004, "third", after=partial.message_id, timeout=30)
         assert await second.terminate() == 0
