@@ -30,7 +30,7 @@ from discord import app_commands
 
 from bots.discord.buttons import ControlButton, parse_regen, regen_control, stop_control
 from bots.discord.client import BotClient
-from bots.discord.commands import Commands, chat_key, register
+from bots.discord.commands import Commands, chat_key, locale_of, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.flight import Flight
 from bots.discord.recovery import recover
@@ -154,7 +154,7 @@ class DiscordFrontend:
     # Replies.
 
     async def chat(self, interaction: discord.Interaction, prompt: str) -> None:
-        locale = str(interaction.locale)
+        locale = locale_of(interaction)
         if self._closing:
             await interaction.response.send_message(say("restarting", locale), ephemeral=True)
             return
@@ -178,10 +178,11 @@ class DiscordFrontend:
         try:
             callback = await interaction.response.defer(thinking=True)
             placeholder = None if callback is None else callback.message_id
-        except discord.HTTPException as exc:
-            log.warning("discord: could not defer an interaction (%s); using the channel", exc)
+        except Exception as exc:  # whatever it was, the reply must not wait for it forever
+            log.warning("discord: could not defer an interaction (%r); using the channel", exc)
             surface.abandon_interaction()
-        await surface.open(placeholder)
+        finally:
+            await surface.open(placeholder)
 
     async def on_message(self, message: discord.Message) -> None:
         client = self.client
@@ -215,7 +216,7 @@ class DiscordFrontend:
 
     async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None:
         """A ``kamiya:`` button; always answered, if only with the stale notice."""
-        locale = str(interaction.locale)
+        locale = locale_of(interaction)
         try:
             if action == "stop":
                 await self._press_stop(interaction, arg)
@@ -243,7 +244,7 @@ class DiscordFrontend:
         if self._conversations.stop(turn_id):
             await interaction.response.defer()  # the reply's own final edit shows the stop
         else:
-            stale = text("stale", str(interaction.locale))
+            stale = text("stale", locale_of(interaction))
             await interaction.response.send_message(stale, ephemeral=True)
 
     async def _press_regenerate(
@@ -255,7 +256,7 @@ class DiscordFrontend:
         cannot queue a second regeneration; core says whether the button still applied. If
         the new answer fails or is stopped, the old one is still the last: its button returns.
         """
-        locale = str(interaction.locale)
+        locale = locale_of(interaction)
         channel = self._channel_of(interaction)
         if channel is None:
             await interaction.response.send_message(text("stale", locale), ephemeral=True)
@@ -284,10 +285,11 @@ class DiscordFrontend:
         )
         try:
             await interaction.response.edit_message(view=None)
-        except discord.HTTPException as exc:
-            log.warning("discord: could not acknowledge a button press (%s)", exc)
+        except Exception as exc:  # whatever it was, the reply must not wait for it forever
+            log.warning("discord: could not acknowledge a button press (%r)", exc)
             surface.abandon_interaction()
-        await surface.open()
+        finally:
+            await surface.open()
 
     def _answer(
         self,

@@ -3,13 +3,15 @@
 discord.py parses each gateway event with no guard around the parser: one malformed
 ``INTERACTION_CREATE`` (a missing ``id``, say) raises out of ``Client.connect`` and the bot is
 offline for good, while the process looks alive. ``guard_parsers`` wraps every parser, so such
-an event is logged and dropped and the next one is handled as usual. A ``CommandTree`` whose
-invoker lets a non-``AppCommandError`` escape (a payload the library cannot read) is guarded
-the same way.
+an event is logged and dropped and the next one is handled as usual; an interaction without a
+user or a token (which discord.py would hand on regardless) is dropped the same way. A
+``CommandTree`` whose invoker lets a non-``AppCommandError`` escape (a payload the library
+cannot read) is guarded too, and autocomplete for an option without it gets no choices.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,6 +75,22 @@ class BotClient(discord.Client):
 
 
 class _Tree(app_commands.CommandTree["BotClient"]):
+    async def interaction_check(self, interaction: discord.Interaction[BotClient]) -> bool:
+        """Autocomplete only for an option that has it: discord.py would log an error for
+        any other (a stale client, a forged payload); the user gets no choices either way."""
+        if interaction.type is not discord.InteractionType.autocomplete:
+            return True
+        command = interaction.command
+        focused = _focused(interaction.data)
+        if isinstance(command, app_commands.Command) and any(
+            parameter.name == focused and parameter.autocomplete
+            for parameter in command.parameters
+        ):
+            return True
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.response.autocomplete([])
+        return False
+
     async def _call(self, interaction: discord.Interaction[BotClient]) -> None:
         try:
             await super()._call(interaction)
@@ -83,6 +101,19 @@ class _Tree(app_commands.CommandTree["BotClient"]):
             log.warning("discord: could not handle an interaction", exc_info=True)
 
 
+def _focused(data: object) -> object:
+    """The name of the option being typed into (``focused``), at any depth."""
+    options = data.get("options") if isinstance(data, dict) else None
+    for option in options if isinstance(options, list) else []:
+        if not isinstance(option, dict):
+            continue
+        if option.get("focused"):
+            return option.get("name")
+        if (inner := _focused(option)) is not None:
+            return inner
+    return None
+
+
 def guard_parsers(client: discord.Client) -> None:
     """Wrap each gateway event parser so a malformed event is dropped, not fatal.
 
@@ -91,14 +122,30 @@ def guard_parsers(client: discord.Client) -> None:
     """
     parsers = client._connection.parsers
     for event, parser in list(parsers.items()):
-        parsers[event] = _guarded(event, parser)
+        check = _answerable if event == "INTERACTION_CREATE" else None
+        parsers[event] = _guarded(event, parser, check)
 
 
-def _guarded(event: str, parser: Callable[..., None]) -> Callable[[object], None]:
+def _guarded(
+    event: str, parser: Callable[..., None], check: Callable[[object], bool] | None
+) -> Callable[[object], None]:
     def parse(data: object) -> None:
+        if check is not None and not check(data):
+            log.warning("discord: dropped a malformed %s event", event)
+            return
         try:
             parser(data)
         except Exception:
             log.warning("discord: dropped a malformed %s event", event, exc_info=True)
 
     return parse
+
+
+def _answerable(data: object) -> bool:
+    """An interaction names its user (``user`` in a DM, ``member.user`` in a guild) and has
+    a token to answer with."""
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        return False
+    member = data.get("member")
+    user = member.get("user") if isinstance(member, dict) else data.get("user")
+    return isinstance(user, dict) and "id" in user

@@ -35,7 +35,7 @@ from core import (
 if TYPE_CHECKING:
     from core import Conversations, DiscordSettings
 
-__all__ = ["Commands", "Replies", "chat_key", "register"]
+__all__ = ["Commands", "Replies", "chat_key", "locale_of", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,16 @@ class Commands:
         key = await _deferred(interaction)
         await self._conversations.reset(key)
         await self._replies.invalidate(key)
-        await _answer(interaction, say("reset", _locale(interaction)))
+        await _answer(interaction, say("reset", locale_of(interaction)))
 
     async def history(self, interaction: discord.Interaction) -> None:
         key = await _deferred(interaction)
         entries = await self._conversations.history(key)
-        await _answer(interaction, history_text(entries, _locale(interaction)))
+        await _answer(interaction, history_text(entries, locale_of(interaction)))
 
     async def resume(self, interaction: discord.Interaction, conversation: str) -> None:
         key = await _deferred(interaction)
-        lang = _locale(interaction)
+        lang = locale_of(interaction)
         outcome = await self._conversations.resume(key, conversation.strip())
         if outcome.status == "ok":
             await self._replies.invalidate(key)
@@ -101,7 +101,7 @@ class Commands:
         self, interaction: discord.Interaction, current: str
     ) -> list[Choice[str]]:
         entries = await self._conversations.history(chat_key(interaction))
-        lang, now, typed = _locale(interaction), datetime.now(UTC), _typed(current)
+        lang, now, typed = locale_of(interaction), datetime.now(UTC), _typed(current)
         choices: list[Choice[str]] = []
         for entry in entries:
             label = _clip(entry_label(entry, lang, now=now), MAX_CHOICE)
@@ -114,7 +114,7 @@ class Commands:
 
     async def model(self, interaction: discord.Interaction, name: str | None) -> None:
         key = await _deferred(interaction)
-        lang = _locale(interaction)
+        lang = locale_of(interaction)
         if name is None or not name.strip():
             view = await self._conversations.settings(key)
             await _answer(
@@ -131,7 +131,7 @@ class Commands:
         self, interaction: discord.Interaction, current: str
     ) -> list[Choice[str]]:
         view = await self._conversations.settings(chat_key(interaction))
-        lang, typed = _locale(interaction), _typed(current)
+        lang, typed = locale_of(interaction), _typed(current)
         choices: list[Choice[str]] = []
         for name in (DEFAULT, *self._conversations.models):
             label = f"{DEFAULT} · {model_label(None, lang)}" if name == DEFAULT else name
@@ -143,7 +143,7 @@ class Commands:
 
     async def system(self, interaction: discord.Interaction, prompt: str | None) -> None:
         key = await _deferred(interaction)
-        lang = _locale(interaction)
+        lang = locale_of(interaction)
         if prompt is None or not prompt.strip():
             view = await self._conversations.settings(key)
             shown = _clip(view.system_prompt, MAX_SYSTEM_SHOWN)
@@ -163,10 +163,10 @@ class Commands:
     async def usage(self, interaction: discord.Interaction) -> None:
         await _deferred(interaction)
         usage = await self._conversations.usage_of("discord", str(interaction.user.id))
-        await _answer(interaction, usage_text(usage, _locale(interaction)))
+        await _answer(interaction, usage_text(usage, locale_of(interaction)))
 
     async def stats(self, interaction: discord.Interaction) -> None:
-        lang = _locale(interaction)
+        lang = locale_of(interaction)
         if interaction.user.id not in self._settings.admin_user_ids:
             await interaction.response.send_message(text("admins_only", lang), ephemeral=True)
             return
@@ -178,11 +178,11 @@ class Commands:
 
     async def stop(self, interaction: discord.Interaction) -> None:
         stopped = self._conversations.stop_chat(chat_key(interaction))
-        line = text("stopped" if stopped else "nothing_to_stop", _locale(interaction))
+        line = text("stopped" if stopped else "nothing_to_stop", locale_of(interaction))
         await interaction.response.send_message(line, ephemeral=True)
 
     async def help(self, interaction: discord.Interaction) -> None:
-        locale = _locale(interaction)
+        locale = locale_of(interaction)
         lines = [say("help", locale)]
         if self._settings.reply_to_mentions:
             lines += [say("mentions", locale), say("mention_replies", locale)]
@@ -200,7 +200,9 @@ class Commands:
             log.error("discord: /%s failed", _name(interaction), exc_info=error)
         else:
             log.warning("discord: /%s could not run: %s", _name(interaction), error)
-        line = text("internal", _locale(interaction))
+        if interaction.type is discord.InteractionType.autocomplete:
+            return  # answered with choices only; an empty list is what the user sees
+        line = text("internal", locale_of(interaction))
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(line, ephemeral=True)
@@ -290,8 +292,10 @@ async def _answer(interaction: discord.Interaction, line: str) -> None:
     await interaction.followup.send(_clip(line, MAX_MESSAGE), ephemeral=True)
 
 
-def _locale(interaction: discord.Interaction) -> str:
-    return str(interaction.locale)
+def locale_of(interaction: discord.Interaction) -> str:
+    """The user's language tag (``"en-US"``, ``"zh-CN"``); English for anything else."""
+    value = getattr(interaction.locale, "value", None)  # an unknown tag is kept as sent
+    return value if isinstance(value, str) else "en-US"
 
 
 def _name(interaction: discord.Interaction) -> str:

@@ -127,8 +127,9 @@ class Gateway:
             raise RuntimeError("no gateway session: the bot has not connected and identified")
         if intent is not None and not session.intents & intent:
             return None
+        # Discord sends JSON: no NaN or infinity (discord.py's orjson refuses them).
+        frame = json.dumps({"op": 0, "t": event, "s": session.seq + 1, "d": data}, allow_nan=False)
         session.seq += 1
-        frame = json.dumps({"op": 0, "t": event, "s": session.seq, "d": data})
         session.events.append((session.seq, frame))
         if session.connection is not None:
             session.connection.queue.put_nowait(frame)

@@ -239,6 +239,38 @@ class DiscordUsers(DiscordWorld):
         self.gateway.dispatch("MESSAGE_CREATE", payload, intent=intent)
         return sent
 
+    def interact(
+        self,
+        kind: int,
+        data: object,
+        *,
+        user: User | int = p.ALICE,
+        channel_id: int | None = None,
+        locale: str = "en-US",
+        message: Msg | None = None,
+    ) -> Interaction:
+        """An interaction of any ``kind`` with any ``data``, unchecked against the registered
+        commands, in a well-formed envelope the fake answers: what a client Discord does not
+        validate (or a future Discord) may send. The channel defaults to the first one.
+        """
+        who = self._as_user(user)
+        guild, channel = self._where(who, channel_id, None, thread=False, dm=False)
+        return self._interact(
+            kind,
+            data,  # type: ignore[arg-type]  # any JSON, on purpose
+            name=f"raw:{kind}",
+            options={},
+            user=who,
+            channel_id=channel,
+            guild_id=guild,
+            locale=locale,
+            message=message,
+        )
+
+    def message_payload(self, message: Msg) -> JsonObject:
+        """The message object Discord would send for ``message`` (in events, in responses)."""
+        return self._message_payload(message)
+
     def dm(self, content: str, *, author: User | int = p.ALICE) -> Msg:
         """A user writes to the bot in their DM channel."""
         who = self._as_user(author)

@@ -804,3 +804,27 @@ async def test_stop_is_quick_with_a_connected_bot() -> None:
         with pytest.raises(aiohttp.ClientConnectorError):
             await task
     assert took < 1.0
+
+
+async def test_a_raw_interaction_reaches_the_client_as_sent_and_can_be_answered(
+    fake: FakeDiscord,
+) -> None:
+    bot = Bot()
+    seen: asyncio.Queue[discord.Interaction[Bot]] = asyncio.Queue()
+
+    @bot.event
+    async def on_interaction(interaction: discord.Interaction[Bot]) -> None:
+        seen.put_nowait(interaction)
+        await interaction.response.send_message("odd", ephemeral=True)
+
+    async with online(bot, fake):
+        raw = fake.interact(3, {"custom_id": "\u202e" * 3, "component_type": 99})
+        async with asyncio.timeout(10):
+            got = await seen.get()
+        await fake.wait_for(lambda _: raw.acknowledged)
+    assert got.type is discord.InteractionType.component
+    assert got.data == {"custom_id": "\u202e" * 3, "component_type": 99}
+    assert raw.payload["data"] == got.data
+    assert (raw.ephemeral, raw.original) == (True, "odd")
+    payload = fake.message_payload(raw.original_message) if raw.original_message else {}
+    assert payload["content"] == "odd"
