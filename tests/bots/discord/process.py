@@ -62,10 +62,10 @@ class BotProcess:
         """Lines of stderr that show a secret."""
         return [line for line in self.lines if any(secret in line for secret in SECRETS)]
 
-    def term(self) -> None:
-        """Send SIGTERM; ``exited`` waits for the end."""
+    def term(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send SIGTERM (or ``sig``); ``exited`` waits for the end."""
         self._signalled = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
 
     async def exited(self, timeout: float = 20.0) -> int:  # noqa: ASYNC109
         async with asyncio.timeout(timeout):
@@ -73,9 +73,13 @@ class BotProcess:
         self.stop_s = time.monotonic() - self._signalled
         return self.code
 
-    async def terminate(self, timeout: float = 20.0) -> int:  # noqa: ASYNC109
-        """SIGTERM, then the exit code (and ``stop_s``)."""
-        self.term()
+    async def terminate(
+        self,
+        sig: signal.Signals = signal.SIGTERM,
+        timeout: float = 20.0,  # noqa: ASYNC109
+    ) -> int:
+        """SIGTERM (or ``sig``), then the exit code (and ``stop_s``)."""
+        self.term(sig)
         return await self.exited(timeout)
 
     async def kill(self) -> None:

@@ -1,4 +1,4 @@
-"""Serving on with less: a database that refuses writes, and the bot at its stream bound."""
+"""Serving on with less: a database that refuses writes or reads, the bot at its stream bound."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from core import text
 from core.fake_kamiya import Script
-from storage import SqlStore
+from storage import MemoryStore, SqlStore
 from tests.bots.discord.harness import running_bot, settled, write_config
 from tests.conftest import KEY
 from tests.fakes.discord import CHANNEL_ID, THREAD_ID
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from core.fake_kamiya import FakeKamiya
+    from storage.protocol import ChatState
     from tests.bots.discord.harness import Bot
     from tests.fakes.discord import FakeDiscord
 
@@ -62,3 +63,26 @@ async def test_a_chat_beyond_the_stream_bound_is_told_it_waits_then_answered(
     assert second.original == "> second\nSecond's."
     assert [m.content for m in dc.visible(THREAD_ID)] == ["> second\nSecond's."]
     assert fake.max_in_flight == 1
+
+
+class _Unreadable(MemoryStore):
+    """A database that cannot be read: every chat's state fails."""
+
+    async def state(self, chat_key: str) -> ChatState:
+        raise OSError("disk I/O error")
+
+
+async def test_a_database_that_cannot_be_read_is_one_line_and_kamiya_is_not_asked(
+    tmp_path: Path, dc: FakeDiscord, fake: FakeKamiya
+) -> None:
+    config = write_config(tmp_path, kamiya_url=fake.base_url, key=KEY)
+    async with running_bot(config, store=_Unreadable()) as bot:
+        ran = dc.slash("chat", {"prompt": "hello"})
+        await settled(bot, dc, ran)
+        other = dc.slash("chat", {"prompt": "and here"}, thread=True)
+        await settled(bot, dc, other)
+    for asked, prompt in ((ran, "hello"), (other, "and here")):
+        assert asked.original == f"> {prompt}\n⚠️ {text('storage', 'en')}"
+        assert asked.original_message is not None
+        assert asked.original_message.buttons == []
+    assert fake.requests == []

@@ -14,6 +14,8 @@ import pytest
 from bots.discord.format import MAX_CHARS
 from bots.discord.recovery import interrupted_markdown
 from core import ChatKey, text
+from core.fake_kamiya import Script
+from storage import MemoryStore
 from tests.bots.discord.harness import running_bot, settled, write_config
 from tests.conftest import KEY
 from tests.fakes.discord import CHANNEL_ID
@@ -181,3 +183,45 @@ async def test_a_passing_failure_keeps_the_record_for_the_start_after(
         await until(lambda: not bot.frontend.busy)
         assert await open_records(bot) == 0
     assert last.content == f"> one\nHalf {CUT}\n\n{LINE}"
+
+
+# While a reply streams.
+
+
+class _Counting(MemoryStore):
+    """Counts the crash record's writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notes: list[tuple[list[str], str]] = []
+
+    async def note_reply_messages(
+        self, reply_id: str, message_ids: Sequence[str], shown: str = ""
+    ) -> None:
+        self.notes.append((list(message_ids), shown))
+        await super().note_reply_messages(reply_id, message_ids, shown)
+
+
+async def test_a_reply_is_recorded_while_it_streams_at_the_pace_of_discord_calls(
+    tmp_path: Path, dc: FakeDiscord, fake: FakeKamiya
+) -> None:
+    config = write_config(tmp_path, kamiya_url=fake.base_url, key=KEY)
+    store = _Counting()
+    reply = "".join(f"tok{i} " for i in range(250))  # 250 words in 375 deltas, about 2 s
+    fake.enqueue(Script(reply=reply, chunk_chars=4, delay_s=0.005))
+    async with running_bot(config, store=store) as bot:
+        ran = dc.slash("chat", {"prompt": "q"})
+        await dc.wait_for(lambda f: "tok1 " in (ran.original or ""))
+        await until(lambda: any("tok1 " in shown for _, shown in store.notes))  # after the call
+        [record] = await store.open_replies("discord")
+        assert ran.original_message is not None
+        assert record.message_ids == (str(ran.original_message.id),)
+        assert record.shown.startswith("> q\ntok0 tok1 ")
+        assert record.chat_key == str(CHAT)
+        await settled(bot, dc, ran)
+        assert await store.open_replies("discord") == []
+    edits = dc.calls_of("edit_original")
+    assert 3 <= len(edits) < 20
+    assert len(store.notes) == 1 + len(edits)  # the "thinking…" message, then one per edit
+    assert store.notes[0] == ([str(ran.original_message.id)], "> q\n")
+    assert store.notes[-1][1] == ran.original == "> q\n" + reply.strip()

@@ -10,7 +10,10 @@ time either way, with no crash record left.
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
+
+import pytest
 
 from core import text
 from core.fake_kamiya import CONVERSATION_PATH, Script
@@ -102,8 +105,9 @@ async def test_sigterm_lets_a_reply_finish_within_the_grace_and_refuses_new_ones
     assert "Traceback" not in bot.stderr, bot.stderr[bot.stderr.find("discord: stopping") :]
 
 
-async def test_sigterm_cuts_a_reply_longer_than_the_grace_and_exits_in_time(
-    tmp_path: Path, dc: FakeDiscord, fake: FakeKamiya
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_cuts_a_reply_longer_than_the_grace_and_the_bot_exits_in_time(
+    tmp_path: Path, dc: FakeDiscord, fake: FakeKamiya, sig: signal.Signals
 ) -> None:
     config = process_config(tmp_path, dc, fake, grace_s=1.0)
     fake.enqueue(Script(reply=SLOW, chunk_chars=6, delay_s=0.05))
