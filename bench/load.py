@@ -13,6 +13,8 @@ Figures:
 - ``cpu_cores``: the bot's CPU seconds over wall seconds while Kamiya streams are in flight
   (first request to last end); ``cpu_ms_per_reply``: the bot's CPU from the first message to
   the last final text, over the replies.
+  A process runs Python on one core at a time: near 1.0 it is saturated, and
+  ``loop_late_ms`` (how late a 0.5 s sleep of the event loop wakes) says by how much.
 - ``rss_mb``: the bot process' peak resident memory (VmHWM).
 - lag: for each call that shows reply text (a draft, a sent or an edited message), the newest
   delta whose text the call contains is found (by length: replies are plain text, and every
@@ -136,7 +138,9 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     print(
         f"cpu_s={cpu1 - cpu0:.1f} cpu_ms_per_reply={(cpu1 - cpu0) / report.replies * 1000:.1f} "
         f"cpu_cores_run={(cpu1 - cpu0) / (wall1 - wall0):.2f} "
-        f"cpu_cores_peak5s={peak_cores(meter):.2f}"
+        f"cpu_cores_peak5s={peak_cores(meter):.2f} "
+        f"loop_late_ms_p50={percentile(meter.loop_lags, 0.5) * 1000:.0f} "
+        f"loop_late_ms_max={max(meter.loop_lags, default=0) * 1000:.0f}"
     )
     print(
         f"text_calls={showing} lag_counted={len(lags)} not_prefix={wrong} "

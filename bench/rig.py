@@ -209,6 +209,7 @@ class Meter:
     def __init__(self, every: float) -> None:
         self.every = every
         self.samples: list[tuple[float, float, float, int]] = []  # (wall, cpu, rss MB, fds)
+        self.loop_lags: list[float] = []  # s: how late each sampling sleep woke (a busy loop)
         self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> tuple[float, float, float, int]:
@@ -229,8 +230,9 @@ class Meter:
 
     async def _run(self) -> None:
         while True:
+            due = time.monotonic() + self.every
             await asyncio.sleep(self.every)
-            self.sample()
+            self.loop_lags.append(self.sample()[0] - due)
 
     def cpu_between(self, start: float, end: float) -> float:
         """CPU seconds spent between two wall times, interpolated between samples."""

@@ -59,6 +59,10 @@ async def run(options: WorldOptions, every: float, *, memory: bool = False) -> N
         f"samples={len(steady)} rss_max_mb={max(rss):.1f} fds_max={max(fds)} "
         f"fds_slope_per_min={fds_fit.slope:.2f}"
     )
+    by_minute: dict[int, float] = {}
+    for s in meter.samples:
+        by_minute[int((s[0] - began) // 60)] = s[2]  # the minute's last sample
+    print("rss_mb_by_minute " + " ".join(f"{m}:{v:.1f}" for m, v in sorted(by_minute.items())))
     print(
         f"minutes={minutes:g} rss_start_mb={rss[0]:.1f} rss_end_mb={rss[-1]:.1f} "
         f"rss_slope_mb_per_min={rss_fit.slope:.2f} fds_start={fds[0]} fds_end={fds[-1]}"
