@@ -119,7 +119,14 @@ class DiscordFrontend:
             await self.stop()
             raise RuntimeError("Discord did not become ready")
         log.info("discord: serving as %s", client.user)
+        self._runner.add_done_callback(self._disconnected)
         self._tasks.spawn(self._recover(client, leftovers))
+
+    def _disconnected(self, runner: asyncio.Task[None]) -> None:
+        """The gateway loop ended while serving: say so loudly, nothing arrives any more."""
+        if self._closing or runner.cancelled():
+            return
+        log.error("discord: the gateway connection ended for good (%r)", runner.exception())
 
     async def stop(self) -> None:
         """Take no new requests; drain replies for the grace period, cut the rest short."""

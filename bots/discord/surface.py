@@ -81,6 +81,7 @@ class _Shown:
     message_id: int | None
     message: discord.WebhookMessage | None = None  # a follow-up, edited through its token
     control: Control | None = None  # the button under it
+    adopted: bool = False  # the interaction's, taken over through the channel route
 
 
 class DiscordSurface:
@@ -281,10 +282,10 @@ class DiscordSurface:
                 try:
                     await self._edit(shown, content, control)
                 except discord.HTTPException as exc:
-                    if shown.kind != "channel" or shown.content:
+                    if not shown.adopted:
                         raise
-                    # A "thinking…" the channel route cannot fill: leave it, send anew.
-                    log.info("discord: could not fill a deferred response: %s", exc)
+                    # The channel route cannot edit it (not ours there): leave it, send anew.
+                    log.info("discord: could not take over an interaction's message: %s", exc)
                     self._shown[index] = await self._create(index, content, control)
                     return 2
                 shown.content, shown.control = content, control
@@ -315,9 +316,9 @@ class DiscordSurface:
             self._frozen_at = len(self._last_markdown)
             return
         for shown in self._shown:
-            shown.kind, shown.message = "channel", None
+            shown.kind, shown.message, shown.adopted = "channel", None, True
         if not self._shown and self._placeholder is not None and not self._first_followup:
-            self._shown.append(_Shown("channel", "", self._placeholder))
+            self._shown.append(_Shown("channel", "", self._placeholder, adopted=True))
 
     async def _strip_frozen(self) -> int:
         """A frozen message keeps its text, but not a button: that moves to the newest one.

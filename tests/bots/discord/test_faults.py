@@ -232,8 +232,8 @@ CASES = [*KAMIYA, *RETRIED, *DISCORD]
 
 @pytest.fixture
 def kamiya_toml(request: pytest.FixtureRequest) -> str:
-    case: Case = request.param
-    return case.kamiya
+    case: Case | None = getattr(request, "param", None)
+    return "retries = 0" if case is None else case.kamiya
 
 
 @pytest.fixture
@@ -307,3 +307,21 @@ async def test_a_fault_is_one_line_or_the_whole_reply_and_other_channels_go_on(
     ]
     assert any("sent the IDENTIFY payload" in line for line in logged.raw)  # DEBUG from login on
     assert logged.leaks() == []
+
+
+async def test_a_thinking_message_the_channel_route_cannot_fill_is_left_for_a_new_one(
+    dc: FakeDiscord, fake: FakeKamiya, bot: Bot
+) -> None:
+    gate = asyncio.Event()
+    fake.enqueue(Script(reply="Here it is.", gate=gate))
+    asked = dc.slash("chat", {"prompt": "q"})
+    token_gone(10015)(dc, asked)
+    dc.fail_next("PATCH", "edit_message", status=403)  # a channel the bot may not write in
+    await dc.wait_for(lambda f: asked.acknowledged)
+    gate.set()
+    await settled(bot, dc, asked)
+    [reply] = dc.channel_messages(CHANNEL_ID)
+    assert reply.content == "> q\nHere it is."
+    assert asked.original_message is not None
+    assert asked.original_message.loading  # Discord keeps "thinking…" until the token dies
+    assert await bot.store.current(CHAT) == fake.requests[-1].response_conversation_id
