@@ -24,11 +24,15 @@ Figures:
   its own bucket, group cap and penalty allowed a call, and so did the bot-wide cap, with no
   other chat queued ahead for it. Both times are on CLOCK_MONOTONIC, one clock for all
   processes of the machine.
+  Also printed: ``pacer_to_telegram_ms``, for every call showing text, from the moment the
+  reply's pacer let it go (``LiveRenderer._attempt`` starts) to its arrival at the fake: the
+  bot's own share of any lag, whatever the queue for Telegram's budget was.
 - ``r429``: 429 answers after ``--warmup`` seconds (all of them are printed too).
 - ``exact``: chats whose final message is exactly the reply (``fullContent``), no Stop button.
 
 Ends with ``chats=… cpu_cores=… rss_mb=… p50_lag_ms=… p99_lag_ms=… exact=…/… r429=…``.
-Run: ``python -m bench.load [--chats 1000] [--rate 25] [--groups 0.2]``; the targets are
+Run: ``python -m bench.load [--chats 1000] [--rate 25] [--groups 0.2] [--store memory]``
+(``memory``: no database, to see its share); the targets are
 ≤ 1 core, ≤ 300 MB, p99 lag ≤ 50 ms, no 429 after warm-up, every reply exact.
 """
 
@@ -67,6 +71,20 @@ def lags_ms(report: WorldReport, arrivals: Arrivals) -> tuple[list[float], int, 
         if newest >= 0 and track.open[newest]:
             lags.append((call.at - track.times[newest]) * 1000)
     return lags, showing, wrong
+
+
+def call_ms(report: WorldReport, arrivals: Arrivals) -> list[float]:
+    """Per call showing text: from the moment the pacer let it go to its arrival at Telegram
+    (the bot's own share of a lag: rendering, the Bot API request, the loop being busy)."""
+    out: list[float] = []
+    for call in report.calls:
+        starts = arrivals.attempts.get(call.chat_id)
+        if call.status != 200 or call.shown <= 0 or not starts:
+            continue
+        latest = bisect.bisect_right(starts, call.at) - 1
+        if latest >= 0:
+            out.append((call.at - starts[latest]) * 1000)
+    return out
 
 
 def final_delays_s(report: WorldReport, arrivals: Arrivals) -> list[float]:
@@ -130,6 +148,7 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     ]
     p50, p99 = percentile(lags, 0.5), percentile(lags, 0.99)
     finals = final_delays_s(report, arrivals)
+    going = call_ms(report, arrivals)
     print(
         f"chats={options.chats} groups={options.groups:g} replies={report.replies} "
         f"deltas={arrivals.count} tokens_per_s_per_chat={statistics.median(rates):.1f} "
@@ -145,6 +164,9 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     print(
         f"text_calls={showing} lag_counted={len(lags)} not_prefix={wrong} "
         f"max_lag_ms={max(lags, default=float('nan')):.1f} r429_total={len(report.limited)}"
+    )
+    print(
+        f"pacer_to_telegram_ms p50={percentile(going, 0.5):.1f} p99={percentile(going, 0.99):.1f}"
     )
     print("bot_api_calls " + " ".join(f"{k}={v}" for k, v in sorted(report.methods.items())))
     print(

@@ -16,17 +16,18 @@ import os
 import re
 import time
 from array import array
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench.world import KAMIYA_KEY, WorldOptions, WorldReport, run_kamiya, run_world
 from bots.telegram.app import TelegramFrontend
 from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
+from core.throttle import LiveRenderer
 from storage import MemoryStore, SqlStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
     from multiprocessing.connection import Connection
     from pathlib import Path
 
@@ -43,6 +44,7 @@ __all__ = [
     "peak_rss_mb",
     "rss_mb",
     "running_bot",
+    "timed_attempts",
     "world",
     "write_config",
 ]
@@ -70,6 +72,7 @@ class Arrivals:
         self.keep = keep
         self.count = 0
         self.tracks: dict[int, Track] = {}
+        self.attempts: dict[int, array[float]] = {}  # chat → when the pacer let a call go
         self.gate_of: Callable[[int], ChatGate] | None = None
 
     def record(self, chat_id: int, text: str) -> None:
@@ -87,6 +90,27 @@ class Arrivals:
             track.last = track.total + len(text.rstrip())
         track.total += len(text)
         track.visible.append(track.last)
+
+
+@contextmanager
+def timed_attempts(arrivals: Arrivals) -> Iterator[None]:
+    """Note when each reply's pacer lets a platform call go (``LiveRenderer._attempt`` starts:
+    its slot is granted, the text read), per chat: instrumentation, patched in for the run."""
+    original = LiveRenderer._attempt
+
+    async def attempt(
+        self: LiveRenderer, call: Callable[[str], Awaitable[int]], text: str
+    ) -> bool:
+        chat = getattr(getattr(self._surface, "_target", None), "chat_id", None)
+        if arrivals.keep and isinstance(chat, int):
+            arrivals.attempts.setdefault(chat, array("d")).append(time.monotonic())
+        return await original(self, call, text)
+
+    LiveRenderer._attempt = attempt  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        LiveRenderer._attempt = original  # type: ignore[method-assign]
 
 
 class TimedClient(KamiyaClient):
@@ -146,6 +170,7 @@ async def running_bot(
             conversations_from_config(client, store, config)
         )
         frontend = TelegramFrontend(config, conversations)
+        stack.enter_context(timed_attempts(arrivals))
         await frontend.start()
         # The chat's pace as the frontend keeps it (a bench may look at private parts).
         replies = frontend._replies
