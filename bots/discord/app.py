@@ -312,7 +312,7 @@ class DiscordFrontend:
         turn_id = new_turn_id()
         surface.streaming = stop_control(turn_id, locale)
         conversations = self._conversations
-        surface.flight = Flight(conversations.inflight, key, surface.target, locale)
+        surface.flight = Flight(conversations.inflight, key, locale)
         gate = self._gates.get(key.chat_id, self._limits)
         sink = DiscordReply(surface, gate, locale=locale, whisper_stale=regenerate is not None)
 

@@ -28,30 +28,24 @@ __all__ = ["Flight"]
 
 
 class Flight:
-    def __init__(
-        self,
-        log: InflightLog,
-        chat: ChatKey,
-        target: Mapping[str, object],
-        language: str | None,
-    ) -> None:
+    """One reply's record: begun once, noted as it changes, ended once it is settled."""
+
+    def __init__(self, log: InflightLog, chat: ChatKey, language: str | None) -> None:
         self._log = log
         self._chat = chat
-        self._target = dict(target)
         self._language = language
         self._id: str | None = None
         self._ended = False
         self._noted: tuple[tuple[int, ...], str] = ((), "")
         self._lock = asyncio.Lock()  # begin once, then notes in order
 
-    @property
-    def recorded(self) -> bool:
-        return self._id is not None and not self._ended
-
-    async def begin(self, message_ids: Sequence[int] = (), shown: str = "") -> None:
-        """Record the reply (once), with the messages it already has."""
+    async def begin(
+        self, target: Mapping[str, object], message_ids: Sequence[int] = (), shown: str = ""
+    ) -> None:
+        """Record the reply (once) at ``target``, with the messages it already has."""
         async with self._lock:
-            await self._begin()
+            if self._id is None:
+                self._id = await self._log.begin(self._chat, target, self._language)
             await self._note(message_ids, shown)
 
     async def note(self, message_ids: Sequence[int], shown: str) -> None:
@@ -66,10 +60,6 @@ class Flight:
             if self._id is not None and not self._ended:
                 self._ended = True
                 await self._log.end(self._id)
-
-    async def _begin(self) -> None:
-        if self._id is None:
-            self._id = await self._log.begin(self._chat, self._target, self._language)
 
     async def _note(self, message_ids: Sequence[int], shown: str) -> None:
         state = (tuple(message_ids), shown)

@@ -160,7 +160,8 @@ class DiscordSurface:
         self._placeholder = placeholder
         try:
             if self.flight is not None:
-                await self.flight.begin(self.message_ids, self._header if placeholder else "")
+                shown = self._header if placeholder else ""
+                await self.flight.begin(self.target, self.message_ids, shown)
         finally:
             self.ready.set()
 
