@@ -209,7 +209,10 @@ class DiscordFrontend:
                 if self._closing
                 else say("too_long", None, length=len(prompt), limit=MAX_PROMPT)
             )
-            await message.reply(line, allowed_mentions=NO_MENTIONS)
+            try:
+                await message.reply(line, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.warning("discord: could not answer a mention: %s", exc)
             return
         channel = message.channel
         if not isinstance(channel, CHANNEL_TYPES):
