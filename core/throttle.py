@@ -8,10 +8,13 @@ Kamiya stream and the platform: ``update`` never waits (the stream is read at fu
 a worker task sends the newest text whenever the gate allows, skips texts already shown, and
 ``finish`` delivers the final text as soon as the gate, and any penalty, allow.
 
-The bot-wide cap is shared by every chat, so chats waiting for it queue, first come first
-served: when a slot frees, the chat at the head of the queue is handed it and woken, and only
-that one. (Letting every waiting chat sleep until the slot frees and race for it wakes them all
-each time: with a thousand chats streaming, thirty thousand wake-ups a second.)
+The bot-wide cap is shared by every chat, so chats waiting for it queue: when a slot frees, the
+chat at the head of the queue is handed it and woken, and only that one. (Letting every waiting
+chat sleep until the slot frees and race for it wakes them all each time: with a thousand chats
+streaming, thirty thousand wake-ups a second.) When the cap is what holds replies back, what
+matters most goes first (``Priority``): a finished reply's final text, then a reply's first
+text, then updates of text already shown, first come first served within each. Calls that may
+be skipped (a typing indicator) take a slot only if one is free and nobody waits (``spare``).
 """
 
 from __future__ import annotations
@@ -22,17 +25,26 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
 
-__all__ = ["ChatGate", "Gates", "LiveRenderer", "PaceLimits", "RetryLater", "Surface"]
+__all__ = ["ChatGate", "Gates", "LiveRenderer", "PaceLimits", "Priority", "RetryLater", "Surface"]
 
 log = logging.getLogger(__name__)
 
 _MIN_WAIT = 0.005  # s: the shortest sleep, so float rounding never becomes a busy loop
 _POLL_S = 0.05  # s: how often a caller polling ``reserve`` looks whether its turn came
+
+
+class Priority(IntEnum):
+    """Order of service for the bot-wide cap; lower goes first."""
+
+    FINAL = 0  # the reply is complete: the user waits for exactly this
+    FIRST = 1  # nothing of the reply is visible yet
+    UPDATE = 2  # more of a reply already on screen
 
 
 class RetryLater(Exception):
@@ -87,7 +99,16 @@ class _Window:
     hands free slots out in order (``enqueue``); a slot handed out counts as in flight.
     """
 
-    __slots__ = ("_clock", "_events", "_granted", "_queue", "_timer", "in_flight", "limit", "span")
+    __slots__ = (
+        "_clock",
+        "_events",
+        "_granted",
+        "_queues",
+        "_timer",
+        "in_flight",
+        "limit",
+        "span",
+    )
 
     def __init__(
         self, limit: int, span: float, clock: Callable[[], float] = time.monotonic
@@ -97,7 +118,7 @@ class _Window:
         self.in_flight = 0
         self._clock = clock
         self._events: deque[float] = deque()
-        self._queue: deque[_Ticket] = deque()
+        self._queues: tuple[deque[_Ticket], ...] = tuple(deque() for _ in Priority)
         self._granted: deque[_Ticket] = deque()  # handed out, maybe not yet claimed
         self._timer: asyncio.TimerHandle | None = None
 
@@ -122,22 +143,35 @@ class _Window:
     @property
     def queued(self) -> bool:
         """Whether a chat is waiting for a slot (a newcomer goes behind it)."""
-        queue = self._queue
-        while queue and queue[0].future.done():
-            queue.popleft()  # a ticket given up
-        return bool(queue)
+        return self._head() is not None
 
-    def enqueue(self) -> _Ticket:
+    def _head(self) -> deque[_Ticket] | None:
+        """The queue to serve next: the most urgent one with a ticket still waiting."""
+        for queue in self._queues:
+            while queue and queue[0].future.done():
+                queue.popleft()  # a ticket given up, or served from a more urgent queue
+            if queue:
+                return queue
+        return None
+
+    def enqueue(self, priority: Priority = Priority.UPDATE) -> _Ticket:
         """Join the queue; the ticket's future is done once a slot is reserved for it."""
         ticket = _Ticket(asyncio.get_running_loop().create_future())
-        self._queue.append(ticket)
+        self._queues[priority].append(ticket)
         self._serve()
         return ticket
+
+    def promote(self, ticket: _Ticket, priority: Priority) -> None:
+        """Move a waiting ticket up (its reply finished while it waited); it keeps its future,
+        and its old place is skipped once that is done."""
+        if not ticket.future.done():
+            self._queues[priority].append(ticket)
+            self._serve()
 
     def release(self, slots: int = 1) -> None:
         """Reserved slots went unused: free them, and hand them on."""
         self.in_flight -= slots
-        if self._queue:
+        if self.queued:
             self._serve()
 
     def _serve(self) -> None:
@@ -149,12 +183,9 @@ class _Window:
             if not stale.claimed:  # its chat never came for it (its task ended): take it back
                 stale.revoked = True
                 self.in_flight -= 1
-        queue = self._queue
         room = self.room(now)
-        while queue and room > 0:
+        while room > 0 and (queue := self._head()) is not None:
             ticket = queue.popleft()
-            if ticket.future.done():
-                continue  # given up
             self.in_flight += 1
             room -= 1
             ticket.granted_at = now
@@ -207,7 +238,7 @@ class ChatGate:
                 wait = max(wait, shared.delay(now))
         return max(0.0, wait)
 
-    def reserve(self) -> float:
+    def reserve(self, priority: Priority = Priority.UPDATE) -> float:
         """Like ``delay``, but a 0 also takes the bot-wide slot at once.
 
         Chats share the bot-wide cap: without taking the slot when deciding, many chats could
@@ -228,7 +259,7 @@ class ChatGate:
                 self._reserved += 1
                 return 0.0
             try:
-                self._ticket = shared.enqueue()
+                self._ticket = shared.enqueue(priority)
             except RuntimeError:  # no running event loop: plain polling
                 return max(shared.delay(now), _MIN_WAIT)
         if self._ticket.granted:
@@ -238,13 +269,17 @@ class ChatGate:
             return 0.0
         return min(_POLL_S, max(shared.delay(now), _MIN_WAIT))  # still queued
 
-    async def acquire(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    async def acquire(
+        self,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        priority: Priority = Priority.UPDATE,
+    ) -> None:
         """Wait until a call may go, then hold its slot, as ``reserve`` returning 0 does.
 
         Waits for this chat's own limits by sleeping, and for the bot-wide cap in its queue,
         woken once when its turn comes.
         """
-        while (delay := self.reserve()) > 0:
+        while (delay := self.reserve(priority)) > 0:
             ticket = self._ticket
             if ticket is None or ticket.future.done():
                 # A floor: float rounding can leave nanoseconds, which must not busy-loop.
@@ -255,6 +290,31 @@ class ChatGate:
             except asyncio.CancelledError:
                 self._drop_ticket()
                 raise
+
+    def hurry(self, priority: Priority) -> None:
+        """This chat's place in the queue for the bot-wide cap, if it has one, moves up."""
+        ticket = self._ticket
+        if ticket is not None and self._shared is not None:
+            self._shared.promote(ticket, priority)
+
+    def spare(self) -> bool:
+        """Take a bot-wide slot for a call that may be skipped, only if one is free now and no
+        chat waits for one; ``spent`` must follow the call. A typing indicator never delays a
+        reply's text, and under load it is what gives way."""
+        shared = self._shared
+        if shared is None:
+            return True
+        if shared.queued or shared.room(self._clock()) <= 0:
+            return False
+        shared.in_flight += 1
+        return True
+
+    def spent(self) -> None:
+        """The call a ``spare`` slot was taken for is done (or failed): count it."""
+        shared = self._shared
+        if shared is not None:
+            shared.in_flight -= 1
+            shared.record(self._clock())
 
     def release(self) -> None:
         """Give back a slot ``reserve`` or ``acquire`` took, for a call not made after all."""
@@ -386,6 +446,7 @@ class LiveRenderer:
         """Show ``text`` as the final state; returns once it is delivered (or given up on)."""
         self._final = text
         self._wake.set()
+        self._gate.hurry(Priority.FINAL)  # if it waits for the bot-wide cap, it goes first
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="live-renderer")
         await asyncio.shield(self._task)
@@ -405,7 +466,7 @@ class LiveRenderer:
         while self._final_text() is None:
             await self._wake.wait()
             self._wake.clear()
-            await self._pace()
+            await self._pace(Priority.UPDATE if self._shown is not None else Priority.FIRST)
             if self._final_text() is not None:
                 held = True
                 break
@@ -421,7 +482,7 @@ class LiveRenderer:
         final = self._final_text() or ""
         for _ in range(self._max_final_attempts):
             if not held:
-                await self._pace()
+                await self._pace(Priority.FINAL)
             held = False
             if await self._attempt(self._surface.final, final):
                 return
@@ -443,5 +504,5 @@ class LiveRenderer:
         self.calls += made
         return True
 
-    async def _pace(self) -> None:
-        await self._gate.acquire(self._sleep)
+    async def _pace(self, priority: Priority) -> None:
+        await self._gate.acquire(self._sleep, priority)

@@ -9,6 +9,7 @@ transaction starting with a write), ``storage.sql_reads`` (chats, conversations,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -81,7 +82,7 @@ class SqlStore:
     reply's path, take a plain connection to ``sql_replies``.
     """
 
-    __slots__ = ("_closed", "_engine", "_insert", "_sessions", "_work")
+    __slots__ = ("_closed", "_engine", "_insert", "_sessions", "_work", "_writer")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -90,6 +91,12 @@ class SqlStore:
         self._insert = sql_writes.insert_for(engine.dialect.name)
         self._closed = False
         self._work: set[asyncio.Task[Any]] = set()
+        # SQLite has one writer at a time. Left to itself, each pooled connection that finds the
+        # file locked sleeps and retries (busy_timeout, in steps of up to 100 ms) while holding
+        # its pool slot: with hundreds of replies writing at once the pool ran dry and writers
+        # gave up ("database is locked", QueuePool timeouts). Taking turns here first costs
+        # nothing (the file allows no more) and leaves busy_timeout for other processes.
+        self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, url: str, *, connect_args: Mapping[str, object] | None = None) -> SqlStore:
@@ -144,7 +151,7 @@ class SqlStore:
         at: datetime,
     ) -> bool:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             return await sql_writes.record_reply(
                 session,
                 self._insert,
@@ -169,7 +176,7 @@ class SqlStore:
         replace_last: bool = False,
     ) -> bool:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             return await sql_writes.record_turn(
                 session,
                 self._insert,
@@ -191,13 +198,13 @@ class SqlStore:
     @_uncancellable
     async def reset(self, chat_key: str, *, at: datetime) -> None:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             await sql_writes.reset(session, chat_key, at=at)
 
     @_uncancellable
     async def set_model(self, chat_key: str, model: str | None, *, at: datetime) -> None:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             await sql_writes.set_chat_column(
                 session, self._insert, chat_key, "model", model, at=at
             )
@@ -205,7 +212,7 @@ class SqlStore:
     @_uncancellable
     async def set_system_prompt(self, chat_key: str, prompt: str | None, *, at: datetime) -> None:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             await sql_writes.set_chat_column(
                 session, self._insert, chat_key, "system_prompt", prompt, at=at
             )
@@ -215,7 +222,7 @@ class SqlStore:
         self, chat_key: str, conversation_id: str, *, at: datetime
     ) -> ConversationRecord | None:
         at = to_utc(at)
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             return await sql_writes.resume(session, chat_key, conversation_id, at=at)
 
     @_uncancellable
@@ -227,7 +234,7 @@ class SqlStore:
         ids = list(dict.fromkeys(message_ids))
         if not ids:
             return
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             await sql_writes.remember_messages(
                 session, self._insert, chat_key, conversation_id, ids, at=at
             )
@@ -239,7 +246,7 @@ class SqlStore:
 
     @_uncancellable
     async def set_title(self, conversation_id: str, title: str) -> None:
-        async with self._session() as session, session.begin():
+        async with self._writing(), self._session() as session, session.begin():
             await sql_writes.set_title(session, conversation_id, title)
 
     @_uncancellable
@@ -287,7 +294,7 @@ class SqlStore:
         at: datetime,
     ) -> None:
         at = to_utc(at)
-        async with self._connection() as conn, conn.begin():
+        async with self._writing(), self._connection() as conn, conn.begin():
             await sql_replies.begin_reply(
                 conn,
                 self._insert,
@@ -304,12 +311,12 @@ class SqlStore:
         self, reply_id: str, message_ids: Sequence[str], shown: str = ""
     ) -> None:
         encoded = sql_replies.encode_ids(message_ids)
-        async with self._connection() as conn, conn.begin():
+        async with self._writing(), self._connection() as conn, conn.begin():
             await sql_replies.note_reply_messages(conn, reply_id, encoded, shown)
 
     @_uncancellable
     async def end_reply(self, reply_id: str) -> None:
-        async with self._connection() as conn, conn.begin():
+        async with self._writing(), self._connection() as conn, conn.begin():
             await sql_replies.end_reply(conn, reply_id)
 
     @_uncancellable
@@ -346,6 +353,10 @@ class SqlStore:
     def _session(self) -> AsyncSession:
         self._check_open()
         return self._sessions()
+
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """This process' turn to write (SQLite), or nothing to wait for (PostgreSQL)."""
+        return self._writer if self._writer is not None else contextlib.nullcontext()
 
     def _connection(self) -> AsyncConnection:
         """A plain connection, for statements that need no ORM (see ``storage.sql_replies``)."""

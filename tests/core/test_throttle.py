@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from core.throttle import ChatGate, Gates, LiveRenderer, PaceLimits, RetryLater
+from core.throttle import ChatGate, Gates, LiveRenderer, PaceLimits, Priority, RetryLater
 
 pytestmark = pytest.mark.looptime
 
@@ -236,3 +236,71 @@ async def test_a_slot_taken_but_not_used_goes_back():
     assert gates.get("b", limits).delay() > 0
     taken.release()
     assert gates.get("b", limits).delay() == 0
+
+
+async def test_the_bot_wide_cap_serves_finals_then_first_texts_then_updates():
+    # Found by bench.load at 1,000 chats: first come first served let drafts of streaming
+    # replies take Telegram's 30 calls a second while finished replies waited a minute.
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=1)
+    loop = asyncio.get_running_loop()
+    full = gates.get("full", limits)
+    await full.acquire()
+    full.record()
+    served: list[str] = []
+
+    async def chat(name: str, priority: Priority) -> None:
+        gate_ = gates.get(name, limits)
+        await gate_.acquire(priority=priority)
+        served.append(name)
+        gate_.record()
+
+    tasks = [
+        asyncio.create_task(chat("update", Priority.UPDATE)),
+        asyncio.create_task(chat("first", Priority.FIRST)),
+        asyncio.create_task(chat("final", Priority.FINAL)),
+    ]
+    await asyncio.sleep(0.1)  # all three queue, in that order, behind the full window
+    await asyncio.gather(*tasks)
+    assert served == ["final", "first", "update"]
+    assert loop.time() == pytest.approx(3.0, abs=0.05)
+
+
+async def test_a_reply_that_finishes_while_it_waits_moves_up_the_queue():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=1)
+    blocker = gates.get("blocker", limits)
+    await blocker.acquire()
+    blocker.record()
+    others = [asyncio.create_task(gates.get(n, limits).acquire()) for n in range(3)]
+    surface = Recorder()
+    renderer = LiveRenderer(surface, gates.get("late", limits))
+    renderer.update("partial")  # queues behind the three others for its first text
+    await asyncio.sleep(0.1)
+    done = asyncio.create_task(renderer.finish("complete"))
+    await asyncio.sleep(0.1)
+    async with asyncio.timeout(1.0):  # the next slot (at 1 s) is its, not the others'
+        await done
+    assert [s[1:] for s in surface.shown] == [("final", "complete")]
+    assert not any(task.done() for task in others)
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+async def test_a_spare_slot_is_taken_only_when_nobody_waits_for_one():
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=2)
+    typing = gates.get("typing", limits)
+    assert typing.spare()
+    typing.spent()
+    text = gates.get("text", limits)
+    await text.acquire()
+    text.record()
+    assert not typing.spare()  # the window is full: the indicator gives way
+    waiting = asyncio.create_task(gates.get("waiting", limits).acquire())
+    await asyncio.sleep(1.1)  # the window frees; the queued reply is served first
+    assert waiting.done()
+    assert typing.spare()  # served: the slot left is spare again
+    typing.spent()
+    assert not typing.spare()
