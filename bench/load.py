@@ -39,7 +39,6 @@ Run: ``python -m bench.load [--chats 1000] [--rate 25] [--groups 0.2] [--store m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import bisect
 import logging
 import os
@@ -50,6 +49,7 @@ from pathlib import Path
 
 from bench.rig import Arrivals, Meter, peak_rss_mb, running_bot, world, write_config
 from bench.world import WorldOptions, WorldReport
+from bots import loop
 
 
 def lags_ms(report: WorldReport, arrivals: Arrivals) -> tuple[list[float], int, int]:
@@ -168,6 +168,12 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     print(
         f"pacer_to_telegram_ms p50={percentile(going, 0.5):.1f} p99={percentile(going, 0.99):.1f}"
     )
+    starts = [start - first for start, _ in streams]
+    lengths = [end - start for start, end in streams]
+    print(
+        f"stream_start_s p50={percentile(starts, 0.5):.2f} max={max(starts):.2f} "
+        f"stream_length_s p50={percentile(lengths, 0.5):.1f} max={max(lengths):.1f}"
+    )
     print("bot_api_calls " + " ".join(f"{k}={v}" for k, v in sorted(report.methods.items())))
     print(
         f"final_after_last_delta_s p50={percentile(finals, 0.5):.2f} "
@@ -199,7 +205,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, timeout_s=args.timeout
     )
-    asyncio.run(run(options, args.warmup, memory=args.store == "memory"))
+    loop.run(run(options, args.warmup, memory=args.store == "memory"))
 
 
 if __name__ == "__main__":

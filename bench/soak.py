@@ -14,7 +14,6 @@ Run: ``python -m bench.soak [--chats 100] [--minutes 10]``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from bench.rig import Arrivals, Meter, running_bot, world, write_config
 from bench.world import WorldOptions
+from bots import loop
 
 WARMUP_S = 60.0
 
@@ -88,7 +88,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, minutes=args.minutes
     )
-    asyncio.run(run(options, args.every, memory=args.store == "memory"))
+    loop.run(run(options, args.every, memory=args.store == "memory"))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from bots import loop
 from bots.check import run_checks
 from bots.logs import configure_logging
 from bots.runner import NoFrontend, select_frontends, serve, stop_on_signals
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config:
         _warn_if_exposed(args.config)
     try:
-        return asyncio.run(_COMMANDS[args.command](args, config))
+        return loop.run(_COMMANDS[args.command](args, config))
     except (Fatal, NoFrontend) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:  # a second Ctrl-C before our handlers were installed

@@ -32,13 +32,13 @@ from bots.discord.buttons import ControlButton, parse_regen, regen_control, stop
 from bots.discord.client import BotClient
 from bots.discord.commands import Commands, chat_key, locale_of, register
 from bots.discord.endpoints import use_endpoints
-from bots.discord.flight import Flight
 from bots.discord.recovery import recover
 from bots.discord.sink import DiscordReply
 from bots.discord.surface import CHANNEL_TYPES, NO_MENTIONS, DiscordSurface, set_button
 from bots.discord.texts import Translator, say
 from core import ChatKey, Reply, new_turn_id, text
 from core.background import Background
+from core.flight import Flight
 from core.throttle import Gates, PaceLimits
 
 if TYPE_CHECKING:

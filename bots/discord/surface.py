@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bots.discord.buttons import Control
-    from bots.discord.flight import Flight
+    from core.flight import Flight
 
 __all__ = ["CHANNEL_TYPES", "NO_MENTIONS", "Channel", "DiscordSurface", "set_button"]
 
@@ -274,7 +274,7 @@ class DiscordSurface:
         shown = self._shown[-1].content if self._shown else ""
         if self._status and len(self._shown) == 1:
             shown = self._header
-        await self.flight.note(self.message_ids, shown)
+        self.flight.note(self.message_ids, shown)
 
     async def _put(self, index: int, content: str, control: Control | None) -> int:
         try:

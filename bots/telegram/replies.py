@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bots.telegram.flight import Flight
 from bots.telegram.keyboards import stop_keyboard
 from bots.telegram.marks import RegenerateMarks, drop_keyboard
 from bots.telegram.routing import is_private, thread_of
 from bots.telegram.sink import TelegramReply
 from bots.telegram.surface import Target, TelegramSurface
 from core import Failure, Reply, new_turn_id
+from core.flight import Flight
 from core.throttle import Gates, PaceLimits
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Replies:
         draft = (
             private and self._settings.stream_mode == "draft" and chat_id not in self._no_drafts
         )
-        flight = Flight(self._conversations.inflight, key, target.record(private=private), lang)
+        flight = Flight(self._conversations.inflight, key, lang, target.record(private=private))
         surface = TelegramSurface(
             bot,
             target,

@@ -24,9 +24,9 @@ from core.throttle import LiveRenderer, RetryLater
 if TYPE_CHECKING:
     from telegram import Bot
 
-    from bots.telegram.flight import Flight
     from bots.telegram.surface import Target, TelegramSurface
     from core import Failure, Reply
+    from core.flight import Flight
     from core.throttle import ChatGate
 
 __all__ = ["TelegramReply"]

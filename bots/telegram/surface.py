@@ -78,7 +78,7 @@ class TelegramSurface:
         draft: bool,
         on_draft_refused: Callable[[], None] = lambda: None,
         stop: InlineKeyboardMarkup | None = None,
-        on_change: Callable[[list[int], str], Awaitable[None]] | None = None,
+        on_change: Callable[[list[int], str], None] | None = None,
     ) -> None:
         self._bot = bot
         self._target = target
@@ -184,7 +184,7 @@ class TelegramSurface:
     async def _noted(self) -> None:
         if self._on_change is not None:
             shown = self._sent[-1][1].text if self._sent else ""
-            await self._on_change(self.message_ids, shown)
+            self._on_change(self.message_ids, shown)  # written behind: never waits
 
     async def _sync_all(
         self, chunks: list[Chunk], markups: list[InlineKeyboardMarkup | None]
