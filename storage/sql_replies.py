@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from storage.models import ReplyInFlight
 from storage.protocol import InflightRecord
 from storage.sql_reads import bytewise
+from storage.sql_writes import upsert_statement
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,11 +67,19 @@ async def begin_reply(
         await conn.execute(delete(ReplyInFlight).where(ReplyInFlight.reply_id == reply_id))
         await conn.execute(insert(ReplyInFlight).values(**values))
         return
-    statement = dialect_insert(ReplyInFlight).values(**values)
-    replaced = {name: statement.excluded[name] for name in values if name != "reply_id"}
+    replaced = tuple(name for name in values if name != "reply_id")
     await conn.execute(
-        statement.on_conflict_do_update(index_elements=[ReplyInFlight.reply_id], set_=replaced)
+        upsert_statement(dialect_insert, ReplyInFlight, tuple(values), replaced), values
     )
+
+
+# Built once: these run several times per reply (see ``upsert_statement`` for why).
+_NOTE = (
+    update(ReplyInFlight)
+    .where(ReplyInFlight.reply_id == bindparam("rid"))
+    .values(message_ids=bindparam("ids"), shown=bindparam("shown"))
+)
+_END = delete(ReplyInFlight).where(ReplyInFlight.reply_id == bindparam("rid"))
 
 
 async def note_reply_messages(
@@ -78,15 +87,11 @@ async def note_reply_messages(
 ) -> None:
     """Replace the reply's message ids (already JSON) and shown text in one statement; an
     unknown reply matches no row."""
-    await conn.execute(
-        update(ReplyInFlight)
-        .where(ReplyInFlight.reply_id == reply_id)
-        .values(message_ids=encoded_ids, shown=shown)
-    )
+    await conn.execute(_NOTE, {"rid": reply_id, "ids": encoded_ids, "shown": shown})
 
 
 async def end_reply(conn: AsyncConnection, reply_id: str) -> None:
-    await conn.execute(delete(ReplyInFlight).where(ReplyInFlight.reply_id == reply_id))
+    await conn.execute(_END, {"rid": reply_id})
 
 
 async def open_replies(

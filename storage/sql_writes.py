@@ -12,6 +12,7 @@ Each function runs in a transaction the caller has begun, with times already in 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import String, and_, case, exists, func, insert, literal, null, select, update
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql import Executable
 
     from storage.models import Base
     from storage.protocol import ConversationRecord, Mode
@@ -40,6 +42,7 @@ __all__ = [
     "resume",
     "set_chat_column",
     "set_title",
+    "upsert_statement",
 ]
 
 
@@ -239,11 +242,31 @@ async def _upsert(
         for name in add:
             setattr(row, name, getattr(row, name) + values[name])
         return
-    statement = dialect_insert(table).values(**values)
+    statement = upsert_statement(dialect_insert, table, tuple(values), tuple(set_), tuple(add))
+    await session.execute(statement, dict(values))
+
+
+@functools.cache
+def upsert_statement(
+    dialect_insert: Insert,
+    table: type[Base],
+    columns: tuple[str, ...],
+    set_: tuple[str, ...] = (),
+    add: tuple[str, ...] = (),
+) -> Executable:
+    """The upsert of ``_upsert``, built once per shape and executed with the row as parameters.
+
+    Building it per call (``values``, ``excluded``, the compiled-cache key) was most of a
+    write's CPU: at 1,000 chats, SQLite's single writer spent its time in Python, not in SQLite.
+    """
+    keys = [column.name for column in table.__table__.primary_key]
+    statement = dialect_insert(table)
     changes: dict[str, object] = {name: statement.excluded[name] for name in set_}
     for name in add:
         changes[name] = table.__table__.c[name] + statement.excluded[name]
-    await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+    if not changes:
+        return statement.on_conflict_do_nothing(index_elements=keys)
+    return statement.on_conflict_do_update(index_elements=keys, set_=changes)
 
 
 async def _create_or_touch(
