@@ -39,6 +39,8 @@ def guess_language(text: str, hint: str | None = None) -> str:
         if not char.isalpha():
             continue
         letters += 1
+        if char < "\u0250":  # Latin: no script of ours, and by far the most common letter
+            continue
         name = unicodedata.name(char, "")
         for script, tag in _SCRIPTS:
             if name.startswith(script) or (script == "CJK" and "CJK" in name):

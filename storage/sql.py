@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from storage import sql_reads, sql_replies, sql_usage, sql_writes
 from storage.engine import StorageError, create_engine, create_schema, safe_url
 from storage.models import to_utc
+from storage.sql_batch import Batcher
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -57,9 +58,7 @@ def _uncancellable(
 
     async def run(self: SqlStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
         task = asyncio.ensure_future(method(self, *args, **kwargs))
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
-        task.add_done_callback(_retrieve)
+        self._track(task)
         return await asyncio.shield(task)
 
     functools.update_wrapper(run, method)
@@ -82,7 +81,15 @@ class SqlStore:
     reply's path, take a plain connection to ``sql_replies``.
     """
 
-    __slots__ = ("_closed", "_engine", "_insert", "_sessions", "_work", "_writer")
+    __slots__ = (
+        "_closed",
+        "_engine",
+        "_insert",
+        "_reply_batches",
+        "_sessions",
+        "_work",
+        "_writer",
+    )
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -97,6 +104,7 @@ class SqlStore:
         # gave up ("database is locked", QueuePool timeouts). Taking turns here first costs
         # nothing (the file allows no more) and leaves busy_timeout for other processes.
         self._writer = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._reply_batches = Batcher(self._write_replies, self._track)
 
     @classmethod
     async def open(cls, url: str, *, connect_args: Mapping[str, object] | None = None) -> SqlStore:
@@ -293,31 +301,30 @@ class SqlStore:
         language: str | None,
         at: datetime,
     ) -> None:
-        at = to_utc(at)
-        async with self._writing(), self._connection() as conn, conn.begin():
-            await sql_replies.begin_reply(
-                conn,
-                self._insert,
-                reply_id,
-                chat_key,
-                platform=platform,
-                target=target,
-                language=language,
-                at=at,
-            )
+        row = sql_replies.reply_row(
+            reply_id, chat_key, platform=platform, target=target, language=language, at=to_utc(at)
+        )
+        await self._reply_batches.submit(("begin", reply_id, row))
 
     @_uncancellable
     async def note_reply_messages(
         self, reply_id: str, message_ids: Sequence[str], shown: str = ""
     ) -> None:
         encoded = sql_replies.encode_ids(message_ids)
-        async with self._writing(), self._connection() as conn, conn.begin():
-            await sql_replies.note_reply_messages(conn, reply_id, encoded, shown)
+        await self._reply_batches.submit(("note", reply_id, {"ids": encoded, "shown": shown}))
 
     @_uncancellable
     async def end_reply(self, reply_id: str) -> None:
+        await self._reply_batches.submit(("end", reply_id, {}))
+
+    async def _write_replies(self, ops: list[sql_replies.ReplyOp]) -> None:
         async with self._writing(), self._connection() as conn, conn.begin():
-            await sql_replies.end_reply(conn, reply_id)
+            await sql_replies.apply(conn, self._insert, ops)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        task.add_done_callback(_retrieve)
 
     @_uncancellable
     async def open_replies(self, platform: str) -> list[InflightRecord]:

@@ -1,13 +1,14 @@
 """Replies in flight for ``SqlStore``: record one, note its messages, forget it, list the open.
 
-These run on every reply, several times, so each is one statement in its own short
-transaction: an upsert, an ``UPDATE`` or a ``DELETE`` by primary key. They run on a plain
-connection, not a session: with nothing to load or track, the ORM's unit of work would only add
-about a millisecond to every call. A row left behind is a reply a crash cut off;
-``open_replies`` finds them at start through the (platform, started_at) index. Message ids are
-stored as a JSON list in one column: a reply's ids are always read and replaced together, never
-queried one by one. The shown text goes in the same ``UPDATE`` as the ids it belongs to, so a
-restart never pairs one note's ids with another's text.
+These run on every reply, several times, so ``SqlStore`` gathers them from many replies into
+one transaction (``storage.sql_batch``) and ``apply`` writes each batch as at most three
+statements, each run for many rows: upserts, ``UPDATE``s and ``DELETE``s by primary key. They
+run on a plain connection, not a session: with nothing to load or track, the ORM's unit of work
+would only add cost. A row left behind is a reply a crash cut off; ``open_replies`` finds them
+at start through the (platform, started_at) index. Message ids are stored as a JSON list in one
+column: a reply's ids are always read and replaced together, never queried one by one. The
+shown text goes in the same ``UPDATE`` as the ids it belongs to, so a restart never pairs one
+note's ids with another's text.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ if TYPE_CHECKING:
 
     from storage.sql_writes import Insert
 
-__all__ = ["begin_reply", "encode_ids", "end_reply", "note_reply_messages", "open_replies"]
+__all__ = [
+    "ReplyOp",
+    "apply",
+    "encode_ids",
+    "open_replies",
+    "reply_row",
+]
+
+# ("begin", reply_id, the row) | ("note", reply_id, {"ids": …, "shown": …}) | ("end", reply_id, {})
+ReplyOp = tuple[str, str, dict[str, object]]
 
 
 def encode_ids(message_ids: Sequence[str]) -> str:
@@ -40,9 +50,7 @@ def encode_ids(message_ids: Sequence[str]) -> str:
     return json.dumps(list(message_ids), separators=(",", ":"))
 
 
-async def begin_reply(
-    conn: AsyncConnection,
-    dialect_insert: Insert | None,
+def reply_row(
     reply_id: str,
     chat_key: str,
     *,
@@ -50,9 +58,9 @@ async def begin_reply(
     target: str,
     language: str | None,
     at: datetime,
-) -> None:
-    """Write the reply's row with no messages yet, replacing any row of the same id."""
-    values = {
+) -> dict[str, object]:
+    """A new reply's row: no messages yet."""
+    return {
         "reply_id": reply_id,
         "chat_key": chat_key,
         "platform": platform,
@@ -62,15 +70,43 @@ async def begin_reply(
         "started_at": at,
         "shown": "",
     }
-    if dialect_insert is None:
-        # No ON CONFLICT here: two statements, still one transaction.
-        await conn.execute(delete(ReplyInFlight).where(ReplyInFlight.reply_id == reply_id))
-        await conn.execute(insert(ReplyInFlight).values(**values))
-        return
-    replaced = tuple(name for name in values if name != "reply_id")
-    await conn.execute(
-        upsert_statement(dialect_insert, ReplyInFlight, tuple(values), replaced), values
-    )
+
+
+async def apply(conn: AsyncConnection, dialect_insert: Insert | None, ops: list[ReplyOp]) -> None:
+    """Many replies' operations, in order, as at most three statements (each run for many rows):
+    per reply the end state of its operations is what is written. A begin replaces the row; a
+    note after it is folded into it; an end deletes whatever came before it in the batch."""
+    rows: dict[str, dict[str, object]] = {}  # reply → a row to write whole
+    notes: dict[str, dict[str, object]] = {}  # reply → ids and text for its existing row
+    ends: dict[str, None] = {}
+    for kind, reply_id, values in ops:
+        if kind == "begin":
+            ends.pop(reply_id, None)
+            notes.pop(reply_id, None)
+            rows[reply_id] = dict(values)
+        elif kind == "note":
+            if reply_id in rows:
+                rows[reply_id].update(message_ids=values["ids"], shown=values["shown"])
+            elif reply_id not in ends:
+                notes[reply_id] = {"rid": reply_id, **values}
+        else:
+            rows.pop(reply_id, None)
+            notes.pop(reply_id, None)
+            ends[reply_id] = None
+    if ends:
+        await conn.execute(_END, [{"rid": reply_id} for reply_id in ends])
+    if rows:
+        many = list(rows.values())
+        if dialect_insert is None:
+            await conn.execute(_END, [{"rid": row["reply_id"]} for row in many])
+            await conn.execute(insert(ReplyInFlight), many)
+        else:
+            columns = tuple(many[0])
+            replaced = tuple(name for name in columns if name != "reply_id")
+            statement = upsert_statement(dialect_insert, ReplyInFlight, columns, replaced)
+            await conn.execute(statement, many)
+    if notes:
+        await conn.execute(_NOTE, list(notes.values()))
 
 
 # Built once: these run several times per reply (see ``upsert_statement`` for why).
@@ -80,18 +116,6 @@ _NOTE = (
     .values(message_ids=bindparam("ids"), shown=bindparam("shown"))
 )
 _END = delete(ReplyInFlight).where(ReplyInFlight.reply_id == bindparam("rid"))
-
-
-async def note_reply_messages(
-    conn: AsyncConnection, reply_id: str, encoded_ids: str, shown: str
-) -> None:
-    """Replace the reply's message ids (already JSON) and shown text in one statement; an
-    unknown reply matches no row."""
-    await conn.execute(_NOTE, {"rid": reply_id, "ids": encoded_ids, "shown": shown})
-
-
-async def end_reply(conn: AsyncConnection, reply_id: str) -> None:
-    await conn.execute(_END, {"rid": reply_id})
 
 
 async def open_replies(

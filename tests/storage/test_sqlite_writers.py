@@ -12,12 +12,16 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event
 
 from storage import SqlStore
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 class _Writers:
@@ -69,3 +73,57 @@ async def test_concurrent_replies_write_one_at_a_time_and_all_land(tmp_path: Pat
         assert await store.open_replies("telegram") == []
     finally:
         await store.aclose()
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["begin", "note", "end"]), st.integers(0, 3), st.booleans()),
+    max_size=25,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ops=_OPS)
+def test_batched_crash_records_end_as_if_written_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, bool]]
+) -> None:
+    """Replies' begins, notes and ends, submitted together (some yielding between, so batches
+    split anywhere), leave exactly the rows that writing them one at a time would."""
+    folder = tmp_path_factory.mktemp("batch")
+    now = datetime.now(UTC)
+    expected: dict[str, tuple[str, ...]] = {}
+    for n, (kind, reply, _) in enumerate(ops):
+        rid = f"r{reply}"
+        if kind == "begin":
+            expected[rid] = ()
+        elif kind == "note" and rid in expected:
+            expected[rid] = (str(n),)
+        elif kind == "end":
+            expected.pop(rid, None)
+
+    async def run() -> dict[str, tuple[str, ...]]:
+        store = await SqlStore.open(f"sqlite+aiosqlite:///{folder / 'b.db'}")
+        try:
+
+            async def one(n: int, kind: str, reply: int, pause: bool) -> None:
+                rid = f"r{reply}"
+                if kind == "begin":
+                    await store.begin_reply(
+                        rid, "telegram:1", platform="telegram", target="{}", language=None, at=now
+                    )
+                elif kind == "note":
+                    await store.note_reply_messages(rid, [str(n)], f"text {n}")
+                else:
+                    await store.end_reply(rid)
+
+            tasks = []
+            for n, (kind, reply, pause) in enumerate(ops):
+                tasks.append(asyncio.create_task(one(n, kind, reply, pause)))
+                await asyncio.sleep(0)  # the task submits its operation, in this order
+                if pause:
+                    await asyncio.gather(*tasks)  # a batch boundary here
+            await asyncio.gather(*tasks)
+            return {r.reply_id: r.message_ids for r in await store.open_replies("telegram")}
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(run()) == expected
