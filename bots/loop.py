@@ -9,15 +9,18 @@ of the bot's CPU; uvloop does the same in C, and the bot used 18 % less CPU for 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["loop_factory", "run"]
+__all__ = ["loop_factory", "run", "tune_gc"]
 
 T = TypeVar("T")
+
+GC_YOUNG = 20_000
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -31,7 +34,22 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections: what is loaded by now (modules, classes, the
+    libraries' tables) lives as long as the process, so the collector stops walking it
+    (``gc.freeze``), and the youngest generation is collected every 20,000 allocations, not 700.
+
+    Measured at 1,000 chats (``python -m bench.load``): 11 % of the bot's CPU went to
+    collections, the longest a 324 ms pause of the whole event loop, which every reply felt.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, middle, oldest)
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the loop ``loop_factory`` picks."""
+    """``asyncio.run(main)`` on the loop ``loop_factory`` picks, with ``tune_gc`` applied."""
+    tune_gc()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
