@@ -41,3 +41,20 @@ def test_no_secrets_configured_leaves_records_alone():
     rec = record("plain %s", "text")
     assert SecretFilter(["", ""]).filter(rec)
     assert rec.getMessage() == "plain text"
+
+
+def test_discord_interaction_tokens_in_urls_are_masked():
+    token = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OmFiY2RlZmdoaWprbG1ub3A"
+    rec = record(
+        "PATCH https://discord.com/api/v10/webhooks/%s/%s/messages/@original and "
+        "POST /interactions/%s/%s/callback",
+        "1234567890",
+        token,
+        "987654321",
+        token,
+    )
+    SecretFilter([]).filter(rec)
+    message = rec.getMessage()
+    assert token not in message
+    assert "/webhooks/1234567890/***/messages/@original" in message
+    assert "/interactions/987654321/***/callback" in message
