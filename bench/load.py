@@ -52,12 +52,30 @@ from bench.world import WorldOptions, WorldReport
 from bots import loop
 
 
-def lags_ms(report: WorldReport, arrivals: Arrivals) -> tuple[list[float], int, int]:
+def sent_at(report: WorldReport, arrivals: Arrivals) -> list[float | None]:
+    """Per call at the fake, when the bot sent it: the n-th request of a chat and method the
+    bot sent is the n-th the fake received (a chat's calls go one at a time)."""
+    seen: dict[tuple[int, str], int] = {}
+    out: list[float | None] = []
+    for call in report.calls:
+        key = (call.chat_id, call.method)
+        index = seen.get(key, 0)
+        seen[key] = index + 1
+        times = arrivals.sends.get(key)
+        out.append(times[index] if times is not None and index < len(times) else None)
+    return out
+
+
+def lags_ms(
+    report: WorldReport, arrivals: Arrivals, *, at_send: bool = False
+) -> tuple[list[float], int, int]:
     """Lags of the calls that count (see the module docstring), calls showing text, and
-    calls whose text was not a prefix of the reply."""
+    calls whose text was not a prefix of the reply; ``at_send``: to when the bot sent each
+    call, not to its arrival at the fake."""
     lags: list[float] = []
     showing = wrong = 0
-    for call in report.calls:
+    sends = sent_at(report, arrivals) if at_send else [None] * len(report.calls)
+    for call, sent in zip(report.calls, sends, strict=True):
         if call.status != 200 or call.shown <= 0:
             continue
         showing += 1
@@ -69,7 +87,9 @@ def lags_ms(report: WorldReport, arrivals: Arrivals) -> tuple[list[float], int, 
             continue
         newest = bisect.bisect_right(track.visible, call.shown) - 1
         if newest >= 0 and track.open[newest]:
-            lags.append((call.at - track.times[newest]) * 1000)
+            at = call.at if not at_send else sent
+            if at is not None:
+                lags.append((at - track.times[newest]) * 1000)
     return lags, showing, wrong
 
 
@@ -140,6 +160,7 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     first, last = min(s for s, _ in streams), max(e for _, e in streams)
     cores = meter.cpu_between(first, last) / (last - first)
     lags, showing, wrong = lags_ms(report, arrivals)
+    sent_lags, _, _ = lags_ms(report, arrivals, at_send=True)
     steady = sum(at > report.began + warmup for at in report.limited)
     rates = [
         (len(t.times) - 1) / (t.times[-1] - t.times[0])
@@ -164,6 +185,11 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     print(
         f"text_calls={showing} lag_counted={len(lags)} not_prefix={wrong} "
         f"max_lag_ms={max(lags, default=float('nan')):.1f} r429_total={len(report.limited)}"
+    )
+    print(
+        f"lag_to_send_ms p50={percentile(sent_lags, 0.5):.1f} "
+        f"p99={percentile(sent_lags, 0.99):.1f} counted={len(sent_lags)} "
+        f"lag_to_arrival_ms p50={percentile(lags, 0.5):.1f} p99={percentile(lags, 0.99):.1f}"
     )
     print(
         f"pacer_to_telegram_ms p50={percentile(going, 0.5):.1f} p99={percentile(going, 0.99):.1f}"

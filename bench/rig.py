@@ -18,9 +18,11 @@ import time
 from array import array
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bench.world import KAMIYA_KEY, WorldOptions, WorldReport, run_kamiya, run_world
+from telegram.request import HTTPXRequest
+
+from bench.world import KAMIYA_KEY, SHOWING, WorldOptions, WorldReport, run_kamiya, run_world
 from bots.telegram.app import TelegramFrontend
 from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
 from core.throttle import LiveRenderer
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import httpx
+    from telegram.request import RequestData
 
     from core import Config, Event
     from core.throttle import ChatGate
@@ -45,6 +48,7 @@ __all__ = [
     "rss_mb",
     "running_bot",
     "timed_attempts",
+    "timed_requests",
     "world",
     "write_config",
 ]
@@ -73,6 +77,8 @@ class Arrivals:
         self.count = 0
         self.tracks: dict[int, Track] = {}
         self.attempts: dict[int, array[float]] = {}  # chat → when the pacer let a call go
+        # (chat, Bot API method) → when each request of it left the bot (``timed_requests``)
+        self.sends: dict[tuple[int, str], array[float]] = {}
         self.gate_of: Callable[[int], ChatGate] | None = None
 
     def record(self, chat_id: int, text: str) -> None:
@@ -111,6 +117,36 @@ def timed_attempts(arrivals: Arrivals) -> Iterator[None]:
         yield
     finally:
         LiveRenderer._attempt = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def timed_requests(arrivals: Arrivals) -> Iterator[None]:
+    """Note when each Bot API request that may show text leaves the bot (handed to its HTTP
+    client), per chat and method: the platform call as the bot makes it. The fake Telegram's
+    arrival time adds the fakes' own delays on a machine they share with the bot."""
+    original = HTTPXRequest.do_request
+
+    async def do_request(
+        self: HTTPXRequest,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[int, bytes]:
+        name = url.rsplit("/", 1)[-1]
+        if arrivals.keep and name in SHOWING and request_data is not None:
+            chat = request_data.parameters.get("chat_id")
+            if isinstance(chat, int):
+                times = arrivals.sends.setdefault((chat, name), array("d"))
+                times.append(time.monotonic())
+        return await original(self, url, method, request_data, *args, **kwargs)
+
+    HTTPXRequest.do_request = do_request  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        HTTPXRequest.do_request = original  # type: ignore[method-assign]
 
 
 class TimedClient(KamiyaClient):
@@ -171,6 +207,7 @@ async def running_bot(
         )
         frontend = TelegramFrontend(config, conversations)
         stack.enter_context(timed_attempts(arrivals))
+        stack.enter_context(timed_requests(arrivals))
         await frontend.start()
         # The chat's pace as the frontend keeps it (a bench may look at private parts).
         replies = frontend._replies
