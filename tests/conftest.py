@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from core.client import KamiyaClient
+from core.client import KamiyaClient, http_client
 from core.fake_kamiya import FakeKamiya
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ async def fake() -> AsyncIterator[FakeKamiya]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+    async with http_client(httpx.Timeout(10.0, connect=2.0)) as client:
         yield client
 
 

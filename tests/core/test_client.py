@@ -9,7 +9,7 @@ from contextlib import aclosing
 import httpx
 import pytest
 
-from core.client import KamiyaClient, can_block
+from core.client import KamiyaClient, can_block, http_client
 from core.errors import (
     BadKey,
     BlockingNotSupported,
@@ -172,7 +172,7 @@ async def test_unreachable_server_is_upstream_failure(http):
 
 async def test_stalled_stream_times_out_as_incomplete(fake):
     fake.enqueue(Script(reply="slow reply", chunk_chars=2, delay_s=2.0))
-    async with httpx.AsyncClient(timeout=httpx.Timeout(0.3)) as http:
+    async with http_client(httpx.Timeout(0.3)) as http:
         client = KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
         with pytest.raises(IncompleteStream, match="timed out"):
             await turn(client, "x")

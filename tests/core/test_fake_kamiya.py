@@ -264,7 +264,7 @@ async def test_drop_after_cuts_the_connection_mid_stream(http, fake):
 
 async def test_drop_after_on_a_blocking_call_sends_no_answer(http, fake):
     fake.enqueue(Script(drop_after=0), endpoint="completions")
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(httpx.TransportError):
         await complete(http, fake, "gpt-3.5-turbo", stream=False)
 
 
