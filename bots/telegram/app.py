@@ -31,6 +31,7 @@ from telegram.ext import (
 
 from bots.telegram import keyboards, outbox
 from bots.telegram.controls import Answer, Controls
+from bots.telegram.http import bot_request
 from bots.telegram.marks import drop_keyboard
 from bots.telegram.paste import PasteJoiner
 from bots.telegram.recovery import mark_interrupted
@@ -114,6 +115,7 @@ class TelegramFrontend:
             .token(settings.token.get_secret_value())
             .base_url(base)
             .base_file_url(file_base)
+            .request(bot_request())
             .get_updates_request(
                 ReadableUpdates(connection_pool_size=1, read_timeout=POLL_READ_TIMEOUT_S)
             )
