@@ -238,15 +238,22 @@ async def test_a_slot_taken_but_not_used_goes_back():
     assert gates.get("b", limits).delay() == 0
 
 
+async def full_window(*, per_second: int, taken: int = 1) -> tuple[Gates, PaceLimits]:
+    """Gates sharing a bot-wide cap of ``per_second``, with ``taken`` calls just made."""
+    gates = Gates(clock=asyncio.get_running_loop().time)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=per_second)
+    for n in range(taken):
+        made = gates.get(f"made-{n}", limits)
+        await made.acquire()
+        made.record()
+    return gates, limits
+
+
 async def test_the_bot_wide_cap_serves_finals_then_first_texts_then_updates():
     # Found by bench.load at 1,000 chats: first come first served let drafts of streaming
     # replies take Telegram's 30 calls a second while finished replies waited a minute.
-    gates = Gates(clock=asyncio.get_running_loop().time)
-    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=1)
+    gates, limits = await full_window(per_second=1)
     loop = asyncio.get_running_loop()
-    full = gates.get("full", limits)
-    await full.acquire()
-    full.record()
     served: list[str] = []
 
     async def chat(name: str, priority: Priority) -> None:
@@ -267,11 +274,7 @@ async def test_the_bot_wide_cap_serves_finals_then_first_texts_then_updates():
 
 
 async def test_a_reply_that_finishes_while_it_waits_moves_up_the_queue():
-    gates = Gates(clock=asyncio.get_running_loop().time)
-    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=1)
-    blocker = gates.get("blocker", limits)
-    await blocker.acquire()
-    blocker.record()
+    gates, limits = await full_window(per_second=1)
     others = [asyncio.create_task(gates.get(n, limits).acquire()) for n in range(3)]
     surface = Recorder()
     renderer = LiveRenderer(surface, gates.get("late", limits))
@@ -289,8 +292,7 @@ async def test_a_reply_that_finishes_while_it_waits_moves_up_the_queue():
 
 
 async def test_a_spare_slot_is_taken_only_when_nobody_waits_for_one():
-    gates = Gates(clock=asyncio.get_running_loop().time)
-    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=2)
+    gates, limits = await full_window(per_second=2, taken=0)
     typing = gates.get("typing", limits)
     assert typing.spare()
     typing.spent()
