@@ -140,7 +140,14 @@ class KamiyaClient:
         reader: StreamReader,
         conversation_id: str | None,
     ) -> AsyncGenerator[Event]:
-        headers = {**self._headers(), "Accept": "text/event-stream", "Cache-Control": "no-store"}
+        # identity: a compressed stream would reach us in the compressor's blocks, not as
+        # written, and lets the body be read raw (``aiter_raw``) without a decoding layer.
+        headers = {
+            **self._headers(),
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",
+            "Cache-Control": "no-store",
+        }
         streaming = False
         try:
             async with self._http.stream(
@@ -153,7 +160,7 @@ class KamiyaClient:
                     raise _status_error(response, await _read_capped(response), conversation_id)
                 streaming = True
                 sse = SseStream()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():  # asked for identity, above
                     for item in sse.feed(chunk):
                         event = reader.feed(item)
                         if event is not None:

@@ -46,6 +46,9 @@ __all__ = ["Conversations", "conversations_from_config"]
 log = logging.getLogger(__name__)
 
 TITLE_TIMEOUT_S = 60.0
+# Titles are a nicety: at most this many are asked for at once, so a burst of new conversations
+# (1,000 chats at once in ``bench.load``) does not compete with the replies being streamed.
+TITLES_AT_ONCE = 8
 INTERRUPT_GRACE_S = 1.0  # how long a shutdown waits to mark a cut-off reply
 T = TypeVar("T")
 NO_RETRIES = RetryPolicy()
@@ -132,6 +135,7 @@ class Conversations:
         self._clock = clock
         self._inflight = InflightLog(store, clock)
         self._background = Background("titles")
+        self._title_turns = asyncio.Semaphore(TITLES_AT_ONCE)
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
 
     async def __aenter__(self) -> Conversations:
@@ -562,7 +566,7 @@ class Conversations:
         lang = guess_language(content + "\n" + reply, hint)
         messages = [{"role": "user", "content": title_prompt(content, reply, lang)}]
         try:
-            async with asyncio.timeout(TITLE_TIMEOUT_S):
+            async with self._title_turns, asyncio.timeout(TITLE_TIMEOUT_S):
                 title = tidy_title(await self._client.complete(messages, self._title_model))
         except (KamiyaError, TimeoutError) as exc:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
