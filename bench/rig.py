@@ -67,6 +67,7 @@ class Track:
     visible: array[int] = field(default_factory=lambda: array("l"))
     total: int = 0
     last: int = 0
+    gate: ChatGate | None = None  # the chat's pace, looked up once (this runs per delta)
 
 
 class Arrivals:
@@ -89,7 +90,8 @@ class Arrivals:
         track = self.tracks.get(chat_id)
         if track is None:
             track = self.tracks[chat_id] = Track()
-        gate = self.gate_of(chat_id) if self.gate_of is not None else None
+            track.gate = self.gate_of(chat_id) if self.gate_of is not None else None
+        gate = track.gate
         track.times.append(now)
         track.open.append(gate is not None and gate.delay() == 0)
         if text.strip():
