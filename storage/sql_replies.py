@@ -101,9 +101,8 @@ async def apply(conn: AsyncConnection, dialect_insert: Insert | None, ops: list[
             await conn.execute(_END, [{"rid": row["reply_id"]} for row in many])
             await conn.execute(insert(ReplyInFlight), many)
         else:
-            columns = tuple(many[0])
-            replaced = tuple(name for name in columns if name != "reply_id")
-            statement = upsert_statement(dialect_insert, ReplyInFlight, columns, replaced)
+            replaced = tuple(name for name in many[0] if name != "reply_id")
+            statement = upsert_statement(dialect_insert, ReplyInFlight, replaced)
             await conn.execute(statement, many)
     if notes:
         await conn.execute(_NOTE, list(notes.values()))

@@ -22,6 +22,8 @@ from core import failure_markdown, text
 from core.throttle import LiveRenderer, RetryLater
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from telegram import Bot
 
     from bots.telegram.surface import Target, TelegramSurface
@@ -124,28 +126,35 @@ class TelegramReply:
         loop = asyncio.get_running_loop()
         next_draft = loop.time()
         while not self._surface.visible.is_set():
-            if self._surface.drafting and loop.time() >= next_draft and self._gate.spare():
-                try:
-                    await self._surface.placeholder()
-                finally:
-                    self._gate.spent()
+            drafting = self._surface.drafting and loop.time() >= next_draft
+            if drafting and await self._if_spare(self._surface.placeholder):
                 next_draft = loop.time() + DRAFT_EVERY_S
-            if self._gate.spare():
-                try:
-                    await call(
-                        lambda: self._bot.send_chat_action(
-                            self._target.chat_id,
-                            ChatAction.TYPING,
-                            message_thread_id=self._target.thread_id,
-                        )
-                    )
-                except (TelegramError, RetryLater) as exc:
-                    log.debug("chat action failed: %r", exc)
-                finally:
-                    self._gate.spent()
+            await self._if_spare(self._typing)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TYPING_EVERY_S):
                     await self._surface.visible.wait()
+
+    async def _if_spare(self, indicate: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``indicate`` in a spare bot-wide slot, if there is one; whether it ran."""
+        if not self._gate.spare():
+            return False
+        try:
+            await indicate()
+        finally:
+            self._gate.spent()
+        return True
+
+    async def _typing(self) -> None:
+        try:
+            await call(
+                lambda: self._bot.send_chat_action(
+                    self._target.chat_id,
+                    ChatAction.TYPING,
+                    message_thread_id=self._target.thread_id,
+                )
+            )
+        except (TelegramError, RetryLater) as exc:
+            log.debug("chat action failed: %r", exc)
 
     async def _stop_activity(self) -> None:
         if self._activity is not None:
