@@ -16,9 +16,10 @@ import os
 import re
 import time
 from array import array
-from contextlib import AsyncExitStack, aclosing, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 from telegram.request import HTTPXRequest
 
@@ -29,7 +30,8 @@ from core.throttle import LiveRenderer
 from storage import MemoryStore, SqlStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+    from contextlib import AbstractContextManager
     from multiprocessing.connection import Connection
     from pathlib import Path
 
@@ -100,8 +102,7 @@ class Arrivals:
         track.visible.append(track.last)
 
 
-@contextmanager
-def timed_attempts(arrivals: Arrivals) -> Iterator[None]:
+def timed_attempts(arrivals: Arrivals) -> AbstractContextManager[object]:
     """Note when each reply's pacer lets a platform call go (``LiveRenderer._attempt`` starts:
     its slot is granted, the text read), per chat: instrumentation, patched in for the run."""
     original = LiveRenderer._attempt
@@ -114,15 +115,10 @@ def timed_attempts(arrivals: Arrivals) -> Iterator[None]:
             arrivals.attempts.setdefault(chat, array("d")).append(time.monotonic())
         return await original(self, call, text)
 
-    LiveRenderer._attempt = attempt  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        LiveRenderer._attempt = original  # type: ignore[method-assign]
+    return patch.object(LiveRenderer, "_attempt", attempt)
 
 
-@contextmanager
-def timed_requests(arrivals: Arrivals) -> Iterator[None]:
+def timed_requests(arrivals: Arrivals) -> AbstractContextManager[object]:
     """Note when each Bot API request that may show text leaves the bot (handed to its HTTP
     client), per chat and method: the platform call as the bot makes it. The fake Telegram's
     arrival time adds the fakes' own delays on a machine they share with the bot."""
@@ -144,11 +140,7 @@ def timed_requests(arrivals: Arrivals) -> Iterator[None]:
                 times.append(time.monotonic())
         return await original(self, url, method, request_data, *args, **kwargs)
 
-    HTTPXRequest.do_request = do_request  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        HTTPXRequest.do_request = original  # type: ignore[method-assign]
+    return patch.object(HTTPXRequest, "do_request", do_request)
 
 
 class TimedClient(KamiyaClient):
