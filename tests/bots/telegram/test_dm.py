@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import TYPE_CHECKING
 
 import pytest
@@ -258,3 +259,33 @@ async def test_a_bot_api_without_drafts_404_falls_back_to_edits(tg, fake, bot):
     tg.private_message(tg.user(1016), "hi")
     await tg.wait_for(lambda f: f.visible_texts(1016) == rendered(reply))
     assert tg.calls_of("editMessageText")  # it streamed by edits instead
+
+
+@pytest.mark.parametrize("settings_toml", ["global_per_s = 1"])
+async def test_typing_and_thinking_drafts_only_take_spare_bot_wide_slots(
+    tg, fake, bot, monkeypatch
+):
+    # Found by bench.load at 1,000 chats: indicators every 4.5 s for every waiting chat were
+    # 220 calls a second, far beyond the bot-wide budget. They now never exceed it.
+    monkeypatch.setattr("bots.telegram.sink.TYPING_EVERY_S", 0.1)
+    monkeypatch.setattr("bots.telegram.sink.DRAFT_EVERY_S", 0.1)
+    gate = asyncio.Event()
+    for chat in (1101, 1102, 1103):
+        fake.enqueue(Script(reply="later", gate=gate))
+        tg.private_message(tg.user(chat), "think")
+
+    def indicators() -> list[float]:
+        return sorted(
+            call.at
+            for call in tg.calls
+            if call.method in {"sendChatAction", "sendMessageDraft"}
+            and not call.params.get("text")
+        )
+
+    await tg.wait_for(lambda f: len(indicators()) >= 4)
+    gate.set()
+    for chat in (1101, 1102, 1103):
+        await reply_shown(tg, chat)
+    shown = indicators()
+    # Unpaced, three chats asking every 0.1 s would send ~30 a second; the cap allows 1.
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(shown))
