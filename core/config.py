@@ -11,7 +11,16 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, Strict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -146,6 +155,25 @@ class DiscordSettings(_Section):
     edit_window_s: Annotated[float, Strict(), Field(gt=0, le=600)] = 5.0
     min_edit_interval_s: Annotated[float, Strict(), Field(gt=0, le=60)] = 1.0
     interaction_budget_s: Annotated[float, Strict(), Field(gt=0, le=900)] = 840.0
+    # Sharding (discord.py's AutoShardedClient): the bot's guilds split into shard_count
+    # shards, this process running shard_ids of them (all when empty). None: one connection,
+    # unsharded, as a small bot needs.
+    shard_count: Annotated[int, Strict(), Field(ge=1, le=100_000)] | None = None
+    shard_ids: tuple[Annotated[int, Strict(), Field(ge=0)], ...] = ()
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shards_exist(cls, ids: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        """Every id names a shard of ``shard_count``, once: discord.py would fail later,
+        mid-start, or Discord would close the gateway with 4010 "invalid shard"."""
+        count = info.data.get("shard_count")
+        if ids and count is None:
+            raise ValueError("needs [discord] shard_count")
+        if count is not None and (wrong := [i for i in ids if i >= count]):
+            raise ValueError(f"shard id {wrong[0]} is not below shard_count {count}")
+        if len(set(ids)) != len(ids):
+            raise ValueError("lists a shard twice")
+        return ids
 
 
 class LogSettings(_Section):

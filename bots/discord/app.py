@@ -29,7 +29,7 @@ import discord
 from discord import app_commands
 
 from bots.discord.buttons import ControlButton, parse_regen, regen_control, stop_control
-from bots.discord.client import BotClient
+from bots.discord.client import BotClient, build_client
 from bots.discord.commands import Commands, chat_key, locale_of, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.recovery import recover
@@ -100,10 +100,12 @@ class DiscordFrontend:
 
     async def start(self) -> None:
         use_endpoints(self._settings)
-        client = BotClient(
+        client = build_client(
             self,
             message_content=self._settings.reply_to_mentions,
             guild_ready_timeout=self._guild_ready_timeout,
+            shard_count=self._settings.shard_count,
+            shard_ids=self._settings.shard_ids,
         )
         self._client = client
         await client.login(self._settings.token.get_secret_value())
@@ -118,7 +120,12 @@ class DiscordFrontend:
             ready.cancel()
             await self.stop()
             raise RuntimeError("Discord did not become ready")
-        log.info("discord: serving as %s", client.user)
+        count = self._settings.shard_count
+        if count is None:
+            log.info("discord: serving as %s", client.user)
+        else:
+            ids = self._settings.shard_ids or range(count)
+            log.info("discord: serving as %s, shards %s of %d", client.user, list(ids), count)
         self._runner.add_done_callback(self._disconnected)
         self._tasks.spawn(self._recover(client, leftovers))
 

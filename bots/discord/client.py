@@ -22,9 +22,9 @@ from bots.discord.buttons import orphaned
 from bots.discord.surface import NO_MENTIONS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-__all__ = ["BotClient", "Handlers", "guard_parsers"]
+__all__ = ["BotClient", "Handlers", "ShardedBotClient", "build_client", "guard_parsers"]
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,41 @@ class Handlers(Protocol):
     async def press(self, interaction: discord.Interaction, action: str, arg: str) -> None: ...
 
 
+def build_client(
+    handlers: Handlers,
+    *,
+    message_content: bool,
+    guild_ready_timeout: float,
+    shard_count: int | None = None,
+    shard_ids: Sequence[int] = (),
+) -> BotClient:
+    """One unsharded connection, or with ``shard_count`` the shards ``shard_ids`` (all when
+    empty) of a bot split across processes."""
+    if shard_count is None:
+        return BotClient(
+            handlers, message_content=message_content, guild_ready_timeout=guild_ready_timeout
+        )
+    return ShardedBotClient(
+        handlers,
+        message_content=message_content,
+        guild_ready_timeout=guild_ready_timeout,
+        shard_count=shard_count,
+        shard_ids=list(shard_ids) or list(range(shard_count)),
+    )
+
+
 class BotClient(discord.Client):
     def __init__(
         self, handlers: Handlers, *, message_content: bool, guild_ready_timeout: float
     ) -> None:
-        intents = discord.Intents.default()
-        intents.message_content = message_content  # privileged: only when mentions are answered
         super().__init__(
-            intents=intents,
+            intents=_intents(message_content),
             allowed_mentions=NO_MENTIONS,
             guild_ready_timeout=guild_ready_timeout,
         )
+        self._serve(handlers)
+
+    def _serve(self, handlers: Handlers) -> None:
         self.handlers = handlers
         self.tree: app_commands.CommandTree[BotClient] = _Tree(self)
         guard_parsers(self)
@@ -72,6 +96,37 @@ class BotClient(discord.Client):
             # A Stop may have moved to a newer message of a reply still streaming; any other
             # button was taken away because it no longer applies (or was pressed already).
             await self.handlers.press(interaction, action if action == "stop" else "stale", arg)
+
+
+class ShardedBotClient(BotClient, discord.AutoShardedClient):
+    """``BotClient`` on discord.py's ``AutoShardedClient``: one gateway connection per shard
+    of ``shard_ids``; Discord sends each the events of its guilds,
+    ``(guild_id >> 22) % shard_count``, and direct messages to shard 0."""
+
+    def __init__(
+        self,
+        handlers: Handlers,
+        *,
+        message_content: bool,
+        guild_ready_timeout: float,
+        shard_count: int,
+        shard_ids: list[int],
+    ) -> None:
+        discord.AutoShardedClient.__init__(
+            self,
+            intents=_intents(message_content),
+            allowed_mentions=NO_MENTIONS,
+            guild_ready_timeout=guild_ready_timeout,
+            shard_count=shard_count,
+            shard_ids=shard_ids,
+        )
+        self._serve(handlers)
+
+
+def _intents(message_content: bool) -> discord.Intents:
+    intents = discord.Intents.default()
+    intents.message_content = message_content  # privileged: only when mentions are answered
+    return intents
 
 
 class _Tree(app_commands.CommandTree["BotClient"]):

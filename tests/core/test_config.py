@@ -33,8 +33,10 @@ def test_example_file_documents_every_key_and_loads_to_defaults():
     for section, model in Config.model_fields.items():
         assert f"[{section}]" in text
         assert model.annotation is not None
-        for key in model.annotation.model_fields:
-            assert f"\n{key} = " in text, f"{section}.{key} is not documented"
+        for key, field in model.annotation.model_fields.items():
+            # A key that is unset by default (None) is shown commented out.
+            shown = f"\n# {key} = " if field.default is None else f"\n{key} = "
+            assert shown in text, f"{section}.{key} is not documented"
 
 
 def test_environment_secrets_win_over_the_file(tmp_path):
@@ -63,6 +65,10 @@ def test_secrets_are_hidden_from_repr():
         ("[kamiya]\nbase_url = 'p0.kamiya.dev'\n", "[kamiya] base_url", "pattern"),
         ("[telegram]\nallowed_user_ids = [1, '2']\n", "[telegram] allowed_user_ids.1", "integer"),
         ("[discord]\nguild_ids = 5\n", "[discord] guild_ids", "tuple"),
+        ("[discord]\nshard_count = 0\n", "[discord] shard_count", "greater than"),
+        ("[discord]\nshard_ids = [0]\n", "[discord] shard_ids", "needs [discord] shard_count"),
+        ("[discord]\nshard_count = 2\nshard_ids = [0, 2]\n", "[discord] shard_ids", "not below"),
+        ("[discord]\nshard_count = 2\nshard_ids = [1, 1]\n", "[discord] shard_ids", "twice"),
         ("[conversation]\ntitles = 'yes'\n", "[conversation] titles", "boolean"),
         ("[log]\nlevel = 'LOUD'\n", "[log] level", "INFO"),
         ("kamiya = 3\n", "[kamiya]", "dictionary"),
@@ -102,3 +108,9 @@ def test_invalid_toml_is_one_clear_line(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     with pytest.raises(ConfigError, match="directory"):
         load_config(tmp_path, {})
+
+
+def test_discord_is_unsharded_unless_a_shard_count_is_given(tmp_path):
+    assert (Config().discord.shard_count, Config().discord.shard_ids) == (None, ())
+    config = load_config(write(tmp_path, "[discord]\nshard_count = 4\nshard_ids = [3, 1]\n"), {})
+    assert (config.discord.shard_count, config.discord.shard_ids) == (4, (3, 1))

@@ -150,7 +150,8 @@ class FakeDiscord(DiscordRest):
 
     ``clock`` times deadlines, token lifetimes, rate limits and the logs: inject a fake one
     to expire tokens without waiting. ``disallowed_intents`` are privileged intents not
-    enabled for the app (IDENTIFY with them closes 4014).
+    enabled for the app (IDENTIFY with them closes 4014). ``shards`` is the shard count
+    ``/gateway/bot`` recommends; the gateway takes any valid ``[id, count]`` in IDENTIFY.
     """
 
     def __init__(
@@ -165,6 +166,7 @@ class FakeDiscord(DiscordRest):
         token_ttl_s: float = 900.0,
         response_deadline_s: float = 3.0,
         disallowed_intents: int = 0,
+        shards: int = 1,
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -180,6 +182,7 @@ class FakeDiscord(DiscordRest):
             heartbeat_ms=heartbeat_ms,
             disallowed_intents=disallowed_intents,
             clock=clock,
+            shards=shards,
         )
         self.calls: list[Call] = []
         self._faults: list[_Fault] = []

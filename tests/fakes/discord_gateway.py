@@ -5,7 +5,10 @@ GUILD_CREATE per guild) or RESUMEs (the events it missed, replayed from its last
 number, then RESUMED). Every dispatch is kept with its ``s`` in the session, so events
 sent while the bot is disconnected reach it on resume, as on Discord. ``disconnect`` closes
 the socket with a resumable code, which is how tests check a reply in flight survives a
-reconnect. Frames go out through one writer task per connection, so ``dispatch`` is
+reconnect. Sharding is Discord's: IDENTIFY's ``shard: [id, count]`` makes a session of that
+shard, which is greeted with and sent only the events of its guilds, ``(guild_id >> 22) %
+count == id``; events without a guild (DMs) go to shard 0; ``shard_count`` is what
+``/gateway/bot`` recommends. Frames go out through one writer task per connection, so ``dispatch`` is
 synchronous and keeps order. Close codes are Discord's (4004 authentication failed, ...).
 """
 
@@ -95,13 +98,15 @@ class Gateway:
         disallowed_intents: int,
         clock: Callable[[], float],
         on_change: Callable[[], None],
+        shard_count: int = 1,
     ) -> None:
         self.world = world
+        self.shard_count = shard_count
         self.token = token
         self.heartbeat_ms = heartbeat_ms
         self.disallowed_intents = disallowed_intents
         self.url = ""  # set once the server listens; READY's resume_gateway_url
-        self.session: Session | None = None
+        self.sessions: dict[int, Session] = {}  # by shard id
         self.frames: list[Frame] = []
         self.identify_count = 0
         self.resume_count = 0
@@ -112,19 +117,40 @@ class Gateway:
         self._connections: set[_Connection] = set()
 
     @property
+    def session(self) -> Session | None:
+        """Shard 0's session: the only one of an unsharded bot, and where DMs go."""
+        return self.sessions.get(0)
+
+    def session_for(self, guild_id: int | None) -> Session | None:
+        """The session of the shard that gets ``guild_id``'s events (shard 0 for None)."""
+        if guild_id is None:
+            return self.session
+        return next((s for s in self.sessions.values() if _on_shard(guild_id, s.shard)), None)
+
+    @property
     def connected(self) -> bool:
-        """A session is live on an open socket: dispatched events arrive at once."""
-        session = self.session
-        return session is not None and session.connection is not None
+        """Every session is live on an open socket: dispatched events arrive at once."""
+        sessions = self.sessions.values()
+        return bool(sessions) and all(s.connection is not None for s in sessions)
 
     def dispatch(self, event: str, data: JsonObject, *, intent: int | None = None) -> int | None:
-        """Send an event in the current session; None if the session's intents exclude it.
+        """Send an event in the session of its guild's shard (``data["guild_id"]``, shard 0
+        without one); None if the session's intents exclude it.
 
         Kept for replay whether or not a socket is attached now.
         """
-        session = self.session
+        guild_id = _guild_of(data)
+        session = self.session_for(guild_id)
         if session is None:
-            raise RuntimeError("no gateway session: the bot has not connected and identified")
+            raise RuntimeError(
+                f"no gateway session for guild {guild_id}'s shard: the bot has not connected"
+                " and identified"
+            )
+        return self._dispatch_in(session, event, data, intent)
+
+    def _dispatch_in(
+        self, session: Session, event: str, data: JsonObject, intent: int | None = None
+    ) -> int | None:
         if intent is not None and not session.intents & intent:
             return None
         # Discord sends JSON: no NaN or infinity (discord.py's orjson refuses them).
@@ -143,17 +169,17 @@ class Gateway:
 
         With ``resumable=False`` a RESUME is then refused (op 9), so the bot identifies anew.
         """
-        session = self.session
-        if session is not None and not resumable:
-            session.resumable = False
+        if not resumable:
+            for session in self.sessions.values():
+                session.resumable = False
         for connection in list(self._connections):
             await self._close(connection, code, reason)
 
     def request_reconnect(self) -> None:
         """Op 7 RECONNECT: the client should close and resume, as Discord asks before restarts."""
-        session = self.session
-        if session is not None and session.connection is not None:
-            self._send(session.connection, {"op": 7, "d": None})
+        for session in self.sessions.values():
+            if session.connection is not None:
+                self._send(session.connection, {"op": 7, "d": None})
 
     async def close_all(self, code: int = 1001) -> None:
         await asyncio.gather(*(self._close(c, code, "") for c in list(self._connections)))
@@ -223,30 +249,37 @@ class Gateway:
             self._queue_close(connection, 4014, "Disallowed intent(s).")
             return
         shard = data.get("shard") or [0, 1]
-        old = self.session
+        if not _valid_shard(shard):
+            self._queue_close(connection, 4010, "Invalid shard.")
+            return
+        old = self.sessions.get(shard[0])
         if old is not None:
             old.resumable = False
         session = Session(secrets.token_hex(16), intents, list(shard))
-        self.session = session
+        self.sessions[shard[0]] = session
         self._attach(connection, session)
         self.identify_count += 1
-        ready = self.world.ready_payload() | {
+        ready = self.world.ready_payload()
+        ready |= {
             "v": 10,
+            "guilds": [g for g in ready["guilds"] if _on_shard(int(g["id"]), session.shard)],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.url,
             "shard": session.shard,
         }
-        self.dispatch("READY", ready)
+        self._dispatch_in(session, "READY", ready)
         for guild in self.world.guild_creates():
-            self.dispatch("GUILD_CREATE", guild, intent=GUILDS)
+            if _on_shard(int(guild["id"]), session.shard):
+                self._dispatch_in(session, "GUILD_CREATE", guild, GUILDS)
 
     def _resume(self, connection: _Connection, data: JsonObject) -> None:
         if data.get("token") != self.token:
             self._queue_close(connection, 4004, "Authentication failed.")
             return
-        session = self.session
-        if session is None or session.id != data.get("session_id") or not session.resumable:
+        wanted = data.get("session_id")
+        session = next((s for s in self.sessions.values() if s.id == wanted), None)
+        if session is None or not session.resumable:
             self._send(connection, {"op": 9, "d": False})
             return
         self._attach(connection, session)
@@ -255,7 +288,7 @@ class Gateway:
             if after is None or seq > int(after):
                 connection.queue.put_nowait(frame)
         self.resume_count += 1
-        self.dispatch("RESUMED", {"_trace": ["fake-discord-gateway"]})
+        self._dispatch_in(session, "RESUMED", {"_trace": ["fake-discord-gateway"]})
 
     def _attach(self, connection: _Connection, session: Session) -> None:
         previous = session.connection
@@ -300,3 +333,26 @@ class Gateway:
 
     def _log(self, direction: Literal["in", "out"], op: int, t: str | None, s: int | None) -> None:
         self.frames.append(Frame(direction, op, t, s, self._clock()))
+
+
+def _valid_shard(shard: object) -> bool:
+    """``[id, count]`` with ``0 <= id < count``, as Discord checks (4010 otherwise)."""
+    if not isinstance(shard, list) or len(shard) != 2:
+        return False
+    shard_id, count = shard
+    return isinstance(shard_id, int) and isinstance(count, int) and 0 <= shard_id < count
+
+
+def _guild_of(data: object) -> int | None:
+    """An event's guild id; None for none (or one no shard could be told from: shard 0)."""
+    raw = data.get("guild_id") if isinstance(data, dict) else None
+    try:
+        return None if raw is None else int(raw)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _on_shard(guild_id: int, shard: list[int]) -> bool:
+    """Whether a session of ``shard`` ([id, count]) gets the events of ``guild_id``."""
+    shard_id, count = shard
+    return (guild_id >> 22) % count == shard_id

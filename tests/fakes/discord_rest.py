@@ -132,7 +132,8 @@ class DiscordRest(DiscordUsers):
 
     def _gateway_bot(self, request: Request) -> Reply:
         limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
-        return Reply({"url": self.gateway.url, "shards": 1, "session_start_limit": limit})
+        shards = self.gateway.shard_count  # the count Discord recommends for the bot
+        return Reply({"url": self.gateway.url, "shards": shards, "session_start_limit": limit})
 
     def _create_dm(self, request: Request) -> Reply:
         recipient = int(request.json.get("recipient_id") or 0)

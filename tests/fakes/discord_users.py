@@ -45,6 +45,7 @@ class DiscordUsers(DiscordWorld):
         heartbeat_ms: int,
         disallowed_intents: int,
         clock: Callable[[], float],
+        shards: int = 1,
     ) -> None:
         super().__init__(
             token=token,
@@ -63,6 +64,7 @@ class DiscordUsers(DiscordWorld):
             disallowed_intents=disallowed_intents,
             clock=clock,
             on_change=self._changed,
+            shard_count=shards,
         )
 
     # What the gateway greets a session with.
@@ -229,7 +231,7 @@ class DiscordUsers(DiscordWorld):
         if sent.guild_id is not None:
             payload["guild_id"] = str(sent.guild_id)
             payload["member"] = p.member_payload(who, joined_at=self.joined_at, with_user=False)
-        session = self.gateway.session
+        session = self.gateway.session_for(sent.guild_id)
         intents = 0 if session is None else session.intents
         if not (
             intents & MESSAGE_CONTENT or sent.guild_id is None or self.bot.id in sent.mentions

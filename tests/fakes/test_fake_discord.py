@@ -27,10 +27,13 @@ from tests.fakes.discord import (
     CHANNEL_ID,
     GUILD_ID,
     THREAD_ID,
+    Channel,
     FakeDiscord,
+    Guild,
     Limits,
 )
 from tests.fakes.discord_gateway import MESSAGE_CONTENT
+from tests.fakes.discord_payloads import JsonObject
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -169,6 +172,85 @@ async def test_an_auto_sharded_client_asks_for_the_gateway_and_connects(
     assert fake.calls_of("get_gateway_bot")[0].status == 200
     assert fake.gateway.session is not None
     assert fake.gateway.session.shard == [0, 1]
+
+
+class ShardedBot(Bot, discord.AutoShardedClient):
+    """``Bot`` on ``AutoShardedClient``: every shard the fake recommends, or ``shard_ids`` of
+    ``shard_count`` (set after ``__init__``, which is where ``Bot`` builds its tree)."""
+
+    def __init__(self, shard_ids: list[int] | None = None, shard_count: int | None = None) -> None:
+        super().__init__()
+        self.shard_ids, self.shard_count = shard_ids, shard_count
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s pause between shards: the fake has no identify rate limit."""
+
+
+SHARD_ONE_GUILD = GUILD_ID + (1 << 22)  # (id >> 22) % 2: GUILD_ID is on shard 0, this on 1
+SHARD_ONE_CHANNEL = CHANNEL_ID + 1
+
+
+def guilds_on_two_shards() -> tuple[Guild, ...]:
+    return (
+        Guild(GUILD_ID, "Shard Zero", (Channel(CHANNEL_ID, "general"),)),
+        Guild(SHARD_ONE_GUILD, "Shard One", (Channel(SHARD_ONE_CHANNEL, "general"),)),
+    )
+
+
+def dispatched(fake: FakeDiscord, shard_id: int, event: str) -> list[JsonObject]:
+    """The ``d`` of every ``event`` the session of ``shard_id`` was sent."""
+    frames = (json.loads(frame) for _, frame in fake.gateway.sessions[shard_id].events)
+    return [frame["d"] for frame in frames if frame["t"] == event]
+
+
+async def test_gateway_bot_recommends_the_shard_count_and_each_shard_gets_its_guilds() -> None:
+    async with FakeDiscord(TOKEN, guilds=guilds_on_two_shards(), shards=2) as fake:
+        bot = ShardedBot()
+        async with online(bot, fake):
+            assert (bot.shard_count, sorted(bot.shards)) == (2, [0, 1])
+            assert {g.id: g.shard_id for g in bot.guilds} == {GUILD_ID: 0, SHARD_ONE_GUILD: 1}
+    assert fake.calls_of("get_gateway_bot")[0].status == 200
+    assert {i: s.shard for i, s in fake.gateway.sessions.items()} == {0: [0, 2], 1: [1, 2]}
+    for shard_id, guild_id in [(0, GUILD_ID), (1, SHARD_ONE_GUILD)]:
+        [ready] = dispatched(fake, shard_id, "READY")
+        assert [g["id"] for g in ready["guilds"]] == [str(guild_id)]
+        assert [g["id"] for g in dispatched(fake, shard_id, "GUILD_CREATE")] == [str(guild_id)]
+
+
+async def test_two_processes_with_one_shard_each_get_only_their_guilds_events() -> None:
+    async with FakeDiscord(TOKEN, guilds=guilds_on_two_shards()) as fake:
+        zero, one = ShardedBot([0], 2), ShardedBot([1], 2)
+        for bot, name in [(zero, "zero"), (one, "one")]:
+            bot.chat(
+                lambda interaction, prompt, name=name: interaction.response.send_message(
+                    f"{name}: {prompt}"
+                )
+            )
+        async with online(zero, fake), online(one, fake):
+            assert [g.id for g in zero.guilds] == [GUILD_ID]
+            assert [g.id for g in one.guilds] == [SHARD_ONE_GUILD]
+            fake.slash("chat", {"prompt": "a"}, guild_id=SHARD_ONE_GUILD)
+            assert await one.outcome() is None
+            fake.slash("chat", {"prompt": "b"}, guild_id=GUILD_ID)
+            assert await zero.outcome() is None
+            fake.slash("chat", {"prompt": "c"}, dm=True)  # DMs: shard 0, as on Discord
+            assert await zero.outcome() is None
+            fake.message(SHARD_ONE_CHANNEL, "hi", mentions_bot=True)
+            assert (await one.next_message()).content.endswith("hi")
+        assert zero.outcomes.empty() and one.outcomes.empty() and zero.messages.empty()
+    assert [m.content for m in fake.visible(SHARD_ONE_CHANNEL)] == ["one: a"]
+    assert [m.content for m in fake.visible(CHANNEL_ID)] == ["zero: b"]
+    assert len(dispatched(fake, 0, "INTERACTION_CREATE")) == 2
+    assert len(dispatched(fake, 1, "INTERACTION_CREATE")) == 1
+
+
+async def test_an_identify_with_an_invalid_shard_is_closed_4010(fake: FakeDiscord) -> None:
+    async with aiohttp.ClientSession() as http, http.ws_connect(fake.ws_url) as ws:
+        await ws.receive_json()  # HELLO
+        await ws.send_json({"op": 2, "d": {"token": TOKEN, "intents": 0, "shard": [2, 2]}})
+        closed = await ws.receive()
+    assert (closed.type, ws.close_code) == (aiohttp.WSMsgType.CLOSE, 4010)
+    assert fake.gateway.sessions == {}
 
 
 async def test_tree_sync_is_recorded_globally_and_per_guild(fake: FakeDiscord) -> None:
