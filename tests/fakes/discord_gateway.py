@@ -8,8 +8,9 @@ the socket with a resumable code, which is how tests check a reply in flight sur
 reconnect. Sharding is Discord's: IDENTIFY's ``shard: [id, count]`` makes a session of that
 shard, which is greeted with and sent only the events of its guilds, ``(guild_id >> 22) %
 count == id``; events without a guild (DMs) go to shard 0; ``shard_count`` is what
-``/gateway/bot`` recommends. Frames go out through one writer task per connection, so ``dispatch`` is
-synchronous and keeps order. Close codes are Discord's (4004 authentication failed, ...).
+``/gateway/bot`` recommends. Frames go out through one writer task per connection, so
+``dispatch`` is synchronous and keeps order. Close codes are Discord's (4004 authentication
+failed, ...).
 """
 
 from __future__ import annotations

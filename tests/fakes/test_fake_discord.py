@@ -33,10 +33,11 @@ from tests.fakes.discord import (
     Limits,
 )
 from tests.fakes.discord_gateway import MESSAGE_CONTENT
-from tests.fakes.discord_payloads import JsonObject
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from tests.fakes.discord_payloads import JsonObject
 
 TOKEN = "discord-test-token"
 
@@ -180,7 +181,9 @@ class ShardedBot(Bot, discord.AutoShardedClient):
 
     def __init__(self, shard_ids: list[int] | None = None, shard_count: int | None = None) -> None:
         super().__init__()
-        self.shard_ids, self.shard_count = shard_ids, shard_count
+        self.shard_ids = shard_ids
+        if shard_count is not None:
+            self.shard_count = shard_count
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """No 5 s pause between shards: the fake has no identify rate limit."""
@@ -220,12 +223,8 @@ async def test_gateway_bot_recommends_the_shard_count_and_each_shard_gets_its_gu
 async def test_two_processes_with_one_shard_each_get_only_their_guilds_events() -> None:
     async with FakeDiscord(TOKEN, guilds=guilds_on_two_shards()) as fake:
         zero, one = ShardedBot([0], 2), ShardedBot([1], 2)
-        for bot, name in [(zero, "zero"), (one, "one")]:
-            bot.chat(
-                lambda interaction, prompt, name=name: interaction.response.send_message(
-                    f"{name}: {prompt}"
-                )
-            )
+        zero.chat(lambda interaction, prompt: interaction.response.send_message(f"zero: {prompt}"))
+        one.chat(lambda interaction, prompt: interaction.response.send_message(f"one: {prompt}"))
         async with online(zero, fake), online(one, fake):
             assert [g.id for g in zero.guilds] == [GUILD_ID]
             assert [g.id for g in one.guilds] == [SHARD_ONE_GUILD]
@@ -237,7 +236,7 @@ async def test_two_processes_with_one_shard_each_get_only_their_guilds_events() 
             assert await zero.outcome() is None
             fake.message(SHARD_ONE_CHANNEL, "hi", mentions_bot=True)
             assert (await one.next_message()).content.endswith("hi")
-        assert zero.outcomes.empty() and one.outcomes.empty() and zero.messages.empty()
+        assert (zero.outcomes.qsize(), one.outcomes.qsize(), zero.messages.qsize()) == (0, 0, 0)
     assert [m.content for m in fake.visible(SHARD_ONE_CHANNEL)] == ["one: a"]
     assert [m.content for m in fake.visible(CHANNEL_ID)] == ["zero: b"]
     assert len(dispatched(fake, 0, "INTERACTION_CREATE")) == 2
