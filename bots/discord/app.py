@@ -29,7 +29,7 @@ import discord
 from discord import app_commands
 
 from bots.discord.buttons import ControlButton, parse_regen, regen_control, stop_control
-from bots.discord.client import BotClient, build_client
+from bots.discord.client import BotClient, build_client, shard_of
 from bots.discord.commands import Commands, chat_key, locale_of, register
 from bots.discord.endpoints import use_endpoints
 from bots.discord.recovery import recover
@@ -109,8 +109,13 @@ class DiscordFrontend:
         )
         self._client = client
         await client.login(self._settings.token.get_secret_value())
-        # Before the gateway: no reply of this process can be among them yet.
-        leftovers = await self._conversations.inflight.leftovers("discord")
+        # Before the gateway: no reply of this process can be among them yet. A sharded
+        # process marks only its shards' (the others' processes may be serving theirs).
+        leftovers = [
+            leftover
+            for leftover in await self._conversations.inflight.leftovers("discord")
+            if self._on_my_shards(leftover)
+        ]
         self._runner = asyncio.create_task(client.connect(reconnect=True), name="discord")
         ready = asyncio.create_task(client.wait_until_ready())
         done, _ = await asyncio.wait(
@@ -128,6 +133,18 @@ class DiscordFrontend:
             log.info("discord: serving as %s, shards %s of %d", client.user, list(ids), count)
         self._runner.add_done_callback(self._disconnected)
         self._tasks.spawn(self._recover(client, leftovers))
+
+    def _on_my_shards(self, leftover: Leftover) -> bool:
+        """Whether this process's shards get the leftover's guild (all do, unsharded)."""
+        count = self._settings.shard_count
+        if count is None:
+            return True
+        guild = leftover.target.get("guild_id")
+        try:
+            shard = shard_of(None if guild is None else int(str(guild)), count)
+        except ValueError:
+            shard = 0  # an unreadable record: shard 0's process ends it
+        return shard in (self._settings.shard_ids or range(count))
 
     def _disconnected(self, runner: asyncio.Task[None]) -> None:
         """The gateway loop ended while serving: say so loudly, nothing arrives any more."""

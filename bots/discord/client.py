@@ -24,7 +24,14 @@ from bots.discord.surface import NO_MENTIONS
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["BotClient", "Handlers", "ShardedBotClient", "build_client", "guard_parsers"]
+__all__ = [
+    "BotClient",
+    "Handlers",
+    "ShardedBotClient",
+    "build_client",
+    "guard_parsers",
+    "shard_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,11 @@ def build_client(
         shard_count=shard_count,
         shard_ids=list(shard_ids) or list(range(shard_count)),
     )
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to; direct messages go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
 
 
 class BotClient(discord.Client):

@@ -150,6 +150,9 @@ class DiscordSurface:
     def target(self) -> dict[str, object]:
         """Where the reply is, for a process without the interaction (``flight``)."""
         target: dict[str, object] = {"channel_id": str(self._channel.id), "header": self._header}
+        guild_id = _guild_id(self._channel)
+        if guild_id is not None:  # which shard's process marks it after a crash
+            target["guild_id"] = str(guild_id)
         if self._reply_to is not None:
             target["reply_to"] = str(self._reply_to.id)
         return target
@@ -395,3 +398,11 @@ def _retry_after(exc: discord.HTTPException) -> float:
         return max(0.0, float(exc.response.headers.get("Retry-After", _DEFAULT_RETRY_S)))
     except (TypeError, ValueError):
         return _DEFAULT_RETRY_S
+
+
+def _guild_id(channel: Channel) -> int | None:
+    if isinstance(channel, discord.DMChannel):
+        return None
+    if isinstance(channel, discord.PartialMessageable):
+        return channel.guild_id
+    return channel.guild.id
