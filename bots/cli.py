@@ -30,7 +30,7 @@ from core import (
     conversations_from_config,
     load_config,
 )
-from core.config import secrets_in_file
+from core.config import ENV_CONFIG, config_path, secrets_in_file
 from core.fake_kamiya import FakeKamiya
 from storage import SqlStore, StorageError
 
@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Opt in to python-telegram-bot's future timedelta retry_after instead of a warning.
     os.environ.setdefault("PTB_TIMEDELTA", "true")
+    args.config = config_path(args.config, os.environ)
+    if args.config is None and args.command == "run":
+        return _fail(f"no config file: pass --config FILE or set {ENV_CONFIG}")
     try:
         config = load_config(args.config, os.environ)
     except ConfigError as exc:
@@ -69,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+_DEFAULT_CONFIG = f"TOML config file (default: ${ENV_CONFIG}, else built-in)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kamiya-bot",
@@ -76,14 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run every bot that has a token configured")
-    run.add_argument("--config", required=True, metavar="FILE", help="TOML config file")
+    run.add_argument("--config", metavar="FILE", help=f"TOML config file (default: ${ENV_CONFIG})")
     chat = sub.add_parser("chat", help="chat in the terminal", description=HELP)
-    chat.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    chat.add_argument("--config", metavar="FILE", help=_DEFAULT_CONFIG)
     chat.add_argument(
         "--offline", action="store_true", help="talk to a built-in fake Kamiya; no key needed"
     )
     check = sub.add_parser("check", help="validate the config and reach every component")
-    check.add_argument("--config", metavar="FILE", help="TOML config file (default: built-in)")
+    check.add_argument("--config", metavar="FILE", help=_DEFAULT_CONFIG)
     return parser
 
 

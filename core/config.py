@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "ENV_CONFIG",
     "ENV_SECRETS",
     "BotSettings",
     "Config",
@@ -37,6 +38,7 @@ __all__ = [
     "LogSettings",
     "StorageSettings",
     "TelegramSettings",
+    "config_path",
     "load_config",
     "secrets_in_file",
 ]
@@ -58,6 +60,10 @@ ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "TELEGRAM_BOT_TOKEN": ("telegram", "token"),
     "DISCORD_BOT_TOKEN": ("discord", "token"),
 }
+
+
+#: The config file to read when the command line names none (a container sets it).
+ENV_CONFIG = "KAMIYA_BOT_CONFIG"
 
 
 class ConfigError(Exception):
@@ -194,6 +200,14 @@ class Config(_Section):
         """Every non-empty secret, so log filters can scrub them."""
         values = (self.kamiya.api_key, self.telegram.token, self.discord.token)
         return [s.get_secret_value() for s in values if s.get_secret_value()]
+
+
+def config_path(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """The file named on the command line, else ``KAMIYA_BOT_CONFIG``'s, else None (the
+    built-in defaults)."""
+    if given:
+        return given
+    return environ.get(ENV_CONFIG, "").strip() or None
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:

@@ -20,7 +20,7 @@ KEY = "sk-kamiya-test-0123456789abcdef"
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees a real secret or config from the machine it runs on."""
-    for var in ("KAMIYA_API_KEY", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
+    for var in ("KAMIYA_API_KEY", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "KAMIYA_BOT_CONFIG"):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -48,3 +48,24 @@ def test_run_without_a_key_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "KAMIYA_API_KEY" in err
+
+
+def test_run_reads_kamiya_bot_config_when_no_config_is_given(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "select_frontends", lambda config: [SignallingFrontend])
+    monkeypatch.setenv("KAMIYA_API_KEY", "sk-run-test")
+    path = tmp_path / "bot.toml"
+    path.write_text(f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "env.db"}"\n')
+    monkeypatch.setenv("KAMIYA_BOT_CONFIG", str(path))
+    SignallingFrontend.events.clear()
+    assert cli.main(["run"]) == 0
+    assert SignallingFrontend.events == ["start", "stop"]
+    assert (tmp_path / "env.db").exists()  # the storage of the file the variable names
+
+
+def test_run_without_any_config_names_both_ways_to_give_one(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "select_frontends", lambda config: [SignallingFrontend])
+    assert cli.main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--config" in err
+    assert "KAMIYA_BOT_CONFIG" in err

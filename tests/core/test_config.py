@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError, config_path, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,3 +114,11 @@ def test_discord_is_unsharded_unless_a_shard_count_is_given(tmp_path):
     assert (Config().discord.shard_count, Config().discord.shard_ids) == (None, ())
     config = load_config(write(tmp_path, "[discord]\nshard_count = 4\nshard_ids = [3, 1]\n"), {})
     assert (config.discord.shard_count, config.discord.shard_ids) == (4, (3, 1))
+
+
+def test_the_config_file_comes_from_the_command_line_else_kamiya_bot_config():
+    env = {"KAMIYA_BOT_CONFIG": "/config/config.toml"}
+    assert config_path("given.toml", env) == "given.toml"
+    assert config_path(None, env) == "/config/config.toml"
+    assert config_path(None, {"KAMIYA_BOT_CONFIG": " "}) is None
+    assert config_path(None, {}) is None
