@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,7 +35,7 @@ from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from core.client import KamiyaClient
     from core.config import Config
@@ -117,6 +117,7 @@ class Conversations:
         self._client = client
         self._store = store
         self._lanes = Lanes(max_pending)
+        self._order = store.chat_order()
         self._titles = titles
         self._title_model = title_model
         self._access = ModelAccess(client, models)
@@ -224,7 +225,7 @@ class Conversations:
         ``kamiyaInfo`` would otherwise bring the old conversation back.
         """
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.reset(key, at=self._clock())
 
     async def current(self, chat: ChatKey) -> str | None:
@@ -252,14 +253,14 @@ class Conversations:
             return ModelChange("same", before, name)
         if model is not None and await self._access.check(model) == "forbidden":
             return ModelChange("forbidden", before, model)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.set_model(key, model, at=self._clock())
         return ModelChange("ok", model, name)
 
     async def set_system_prompt(self, chat: ChatKey, prompt: str | None) -> ChatView:
         """Set (or with ``None`` drop) the chat's own system prompt for completions mode."""
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.set_system_prompt(key, prompt, at=self._clock())
         return await self.settings(chat)
 
@@ -276,7 +277,7 @@ class Conversations:
     async def resume(self, chat: ChatKey, conversation_id: str) -> ResumeOutcome:
         """Make an earlier conversation of the chat current again (in its own mode)."""
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             state = await self._store.state(key)
             return await self._resume(key, state, conversation_id)
 
@@ -323,16 +324,41 @@ class Conversations:
     async def _queue(self, chat: ChatKey, job: _Job, sink: ReplySink) -> Reply | Failure:
         ctx = _Ctx(str(chat), job, sink)
         try:
-            async with self._lanes.turn(
+            async with self._chat_turn(
                 ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
             ):
                 return await self._turn(chat.platform, ctx)
         except QueueFull:
             return await _fail(sink, Failure("busy"))
+        except _LineDown:
+            return await _fail(sink, Failure("storage"))
         except asyncio.CancelledError:
             # Shutdown: say so, briefly, so the user knows to send the message again.
             await _interrupted(sink, Failure("interrupted", ctx.partial()))
             raise
+
+    @asynccontextmanager
+    async def _chat_turn(
+        self,
+        key: str,
+        *,
+        on_queued: Callable[[int], Awaitable[None]] | None = None,
+        bounded: bool = True,
+    ) -> AsyncIterator[None]:
+        """The chat's turn: first among this process' turns of the chat (its lane), then among
+        every process' sharing the store (its place in the store's line, taken at once, so
+        both keep arrival order). Raises ``_LineDown`` if the store's line cannot be read."""
+        place = self._order.place(key)
+        try:
+            async with self._lanes.turn(key, on_queued=on_queued, bounded=bounded):
+                try:
+                    await place.wait()
+                except Exception as exc:
+                    log.warning("chat %s: could not take its turn: %r", key, exc)
+                    raise _LineDown(key) from None
+                yield
+        finally:
+            place.done()
 
     async def _turn(self, platform: str, ctx: _Ctx) -> Reply | Failure:
         job = ctx.job
@@ -572,6 +598,10 @@ class Conversations:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
+
+
+class _LineDown(Exception):
+    """The chat's line across processes could not be read (the database is down)."""
 
 
 def conversations_from_config(
