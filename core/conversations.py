@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from core.client import KamiyaClient
     from core.config import Config
-    from storage.protocol import ChatState, ConversationRecord, ConversationStore
+    from storage.protocol import ChatState, ConversationRecord, ConversationStore, Place
 
 __all__ = ["Conversations", "conversations_from_config"]
 
@@ -136,6 +136,7 @@ class Conversations:
         self._clock = clock
         self._inflight = InflightLog(store, clock)
         self._background = Background("titles")
+        self._placing = Background("placing")
         self._title_turns = asyncio.Semaphore(TITLES_AT_ONCE)
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
 
@@ -167,6 +168,7 @@ class Conversations:
         language: str | None = None,
         turn_id: str | None = None,
         reply_to: str | None = None,
+        placed: Callable[[], object] | None = None,
     ) -> Reply | Failure:
         """Answer one message. Never raises for a Kamiya failure: the sink hears it instead.
 
@@ -174,9 +176,12 @@ class Conversations:
         ``await``. ``language`` (the user's platform language) guides the title's language.
         ``turn_id`` names the turn for ``stop``; ``reply_to`` is the id of the bot message the
         user replied to, whose conversation this turn continues when it still can.
+        ``placed`` is called once the place is recorded where every process sharing the store
+        sees it (or could not be): a platform update acknowledged only then cannot be
+        overtaken by a later message of the chat that another process receives.
         """
         job = _Job(content, user_id, language, turn_id or new_turn_id(), reply_to)
-        return await self._queue(chat, job, sink)
+        return await self._queue(chat, job, sink, placed)
 
     async def regenerate(
         self,
@@ -318,14 +323,21 @@ class Conversations:
 
     async def aclose(self) -> None:
         await self._background.cancel()
+        await self._placing.cancel()
 
     # The turn.
 
-    async def _queue(self, chat: ChatKey, job: _Job, sink: ReplySink) -> Reply | Failure:
+    async def _queue(
+        self,
+        chat: ChatKey,
+        job: _Job,
+        sink: ReplySink,
+        placed: Callable[[], object] | None = None,
+    ) -> Reply | Failure:
         ctx = _Ctx(str(chat), job, sink)
         try:
             async with self._chat_turn(
-                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
+                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead)), placed=placed
             ):
                 return await self._turn(chat.platform, ctx)
         except QueueFull:
@@ -344,11 +356,14 @@ class Conversations:
         *,
         on_queued: Callable[[int], Awaitable[None]] | None = None,
         bounded: bool = True,
+        placed: Callable[[], object] | None = None,
     ) -> AsyncIterator[None]:
         """The chat's turn: first among this process' turns of the chat (its lane), then among
         every process' sharing the store (its place in the store's line, taken at once, so
         both keep arrival order). Raises ``_LineDown`` if the store's line cannot be read."""
         place = self._order.place(key)
+        if placed is not None:
+            self._placing.spawn(_when_recorded(place, placed))
         try:
             async with self._lanes.turn(key, on_queued=on_queued, bounded=bounded):
                 try:
@@ -598,6 +613,14 @@ class Conversations:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
+
+
+async def _when_recorded(place: Place, placed: Callable[[], object]) -> None:
+    try:
+        await place.recorded()
+    except Exception:  # the turn itself reports it; the update is let go
+        log.debug("a place could not be recorded", exc_info=True)
+    placed()
 
 
 class _LineDown(Exception):

@@ -14,6 +14,9 @@ class _Free:
 
     __slots__ = ()
 
+    async def recorded(self) -> None:
+        return None
+
     async def wait(self) -> None:
         return None
 

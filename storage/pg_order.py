@@ -57,7 +57,11 @@ _TRY = (
     f"THEN pg_try_advisory_lock({LOCK_CLASS}, hashtext($1)) ELSE false END"
 )
 _SWEEP = f"DELETE FROM chat_queue WHERE chat_key = $1 AND owner <> ALL ({_ALIVE})"  # noqa: S608
-_DONE = "DELETE FROM chat_queue WHERE position = $1"
+# A place done also sweeps its chat's places of dead processes, so none outlive the line.
+_DONE = (
+    "DELETE FROM chat_queue WHERE position = $1 "  # noqa: S608
+    f"OR (chat_key = $2 AND owner <> ALL ({_ALIVE}))"
+)
 _UNLOCK = f"SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext($1))"
 _NOTIFY = f"SELECT pg_notify('{CHANNEL}', $1)"
 
@@ -84,6 +88,9 @@ class _PgPlace:
         self._session: _Session | None = None
         # Started now, so places are numbered in the order ``place`` was called.
         self._position = asyncio.ensure_future(order._insert(self))
+
+    async def recorded(self) -> None:
+        await asyncio.shield(self._position)
 
     async def wait(self) -> None:
         order, key = self._order, self._key
@@ -182,7 +189,7 @@ class PgChatOrder:
                 session = self._session
                 if session is None or session is not place._session:
                     return  # that session is gone, and its places and locks with it
-                await self._run(session, "execute", _DONE, position)
+                await self._run(session, "execute", _DONE, position, place._key)
                 if place._locked:
                     await self._run(session, "fetchval", _UNLOCK, place._key)
                 await self._run(session, "fetchval", _NOTIFY, place._key)
@@ -251,11 +258,11 @@ class PgChatOrder:
         use), since its state (locks, LISTEN) can no longer be trusted."""
         try:
             return await getattr(session.driver, method)(query, *args)
-        except Exception:
+        except Exception as exc:
             if self._session is session:
                 self._session = None
                 with contextlib.suppress(Exception):
                     await session.conn.invalidate()
                 with contextlib.suppress(Exception):
                     await session.conn.close()
-            raise
+            raise StorageError(f"lost the database connection of the chat line: {exc!r}") from exc

@@ -126,6 +126,12 @@ class ChatUsage:
 class Place(Protocol):
     """A turn's place in its chat's line, taken when ``ChatOrder.place`` was called."""
 
+    async def recorded(self) -> None:
+        """Return once the place is in the line every process sees (a platform update may be
+        acknowledged then: a later message, wherever it lands, queues behind it). Raises if
+        it could not be recorded."""
+        ...
+
     async def wait(self) -> None:
         """Return once every earlier place of the chat, in any process, is done; the chat is
         then this turn's until ``done``. Raises if the line cannot be read (database down)."""
