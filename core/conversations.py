@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,11 +35,11 @@ from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from core.client import KamiyaClient
     from core.config import Config
-    from storage.protocol import ChatState, ConversationRecord, ConversationStore
+    from storage.protocol import ChatState, ConversationRecord, ConversationStore, Place
 
 __all__ = ["Conversations", "conversations_from_config"]
 
@@ -117,6 +117,7 @@ class Conversations:
         self._client = client
         self._store = store
         self._lanes = Lanes(max_pending)
+        self._order = store.chat_order()
         self._titles = titles
         self._title_model = title_model
         self._access = ModelAccess(client, models)
@@ -135,6 +136,7 @@ class Conversations:
         self._clock = clock
         self._inflight = InflightLog(store, clock)
         self._background = Background("titles")
+        self._placing = Background("placing")
         self._title_turns = asyncio.Semaphore(TITLES_AT_ONCE)
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
 
@@ -166,6 +168,7 @@ class Conversations:
         language: str | None = None,
         turn_id: str | None = None,
         reply_to: str | None = None,
+        placed: Callable[[], object] | None = None,
     ) -> Reply | Failure:
         """Answer one message. Never raises for a Kamiya failure: the sink hears it instead.
 
@@ -173,9 +176,12 @@ class Conversations:
         ``await``. ``language`` (the user's platform language) guides the title's language.
         ``turn_id`` names the turn for ``stop``; ``reply_to`` is the id of the bot message the
         user replied to, whose conversation this turn continues when it still can.
+        ``placed`` is called once the place is recorded where every process sharing the store
+        sees it (or could not be): a platform update acknowledged only then cannot be
+        overtaken by a later message of the chat that another process receives.
         """
         job = _Job(content, user_id, language, turn_id or new_turn_id(), reply_to)
-        return await self._queue(chat, job, sink)
+        return await self._queue(chat, job, sink, placed)
 
     async def regenerate(
         self,
@@ -224,7 +230,7 @@ class Conversations:
         ``kamiyaInfo`` would otherwise bring the old conversation back.
         """
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.reset(key, at=self._clock())
 
     async def current(self, chat: ChatKey) -> str | None:
@@ -252,14 +258,14 @@ class Conversations:
             return ModelChange("same", before, name)
         if model is not None and await self._access.check(model) == "forbidden":
             return ModelChange("forbidden", before, model)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.set_model(key, model, at=self._clock())
         return ModelChange("ok", model, name)
 
     async def set_system_prompt(self, chat: ChatKey, prompt: str | None) -> ChatView:
         """Set (or with ``None`` drop) the chat's own system prompt for completions mode."""
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             await self._store.set_system_prompt(key, prompt, at=self._clock())
         return await self.settings(chat)
 
@@ -276,7 +282,7 @@ class Conversations:
     async def resume(self, chat: ChatKey, conversation_id: str) -> ResumeOutcome:
         """Make an earlier conversation of the chat current again (in its own mode)."""
         key = str(chat)
-        async with self._lanes.turn(key, bounded=False):
+        async with self._chat_turn(key, bounded=False):
             state = await self._store.state(key)
             return await self._resume(key, state, conversation_id)
 
@@ -317,22 +323,57 @@ class Conversations:
 
     async def aclose(self) -> None:
         await self._background.cancel()
+        await self._placing.cancel()
 
     # The turn.
 
-    async def _queue(self, chat: ChatKey, job: _Job, sink: ReplySink) -> Reply | Failure:
+    async def _queue(
+        self,
+        chat: ChatKey,
+        job: _Job,
+        sink: ReplySink,
+        placed: Callable[[], object] | None = None,
+    ) -> Reply | Failure:
         ctx = _Ctx(str(chat), job, sink)
         try:
-            async with self._lanes.turn(
-                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
+            async with self._chat_turn(
+                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead)), placed=placed
             ):
                 return await self._turn(chat.platform, ctx)
         except QueueFull:
             return await _fail(sink, Failure("busy"))
+        except _LineDown:
+            return await _fail(sink, Failure("storage"))
         except asyncio.CancelledError:
             # Shutdown: say so, briefly, so the user knows to send the message again.
             await _interrupted(sink, Failure("interrupted", ctx.partial()))
             raise
+
+    @asynccontextmanager
+    async def _chat_turn(
+        self,
+        key: str,
+        *,
+        on_queued: Callable[[int], Awaitable[None]] | None = None,
+        bounded: bool = True,
+        placed: Callable[[], object] | None = None,
+    ) -> AsyncIterator[None]:
+        """The chat's turn: first among this process' turns of the chat (its lane), then among
+        every process' sharing the store (its place in the store's line, taken at once, so
+        both keep arrival order). Raises ``_LineDown`` if the store's line cannot be read."""
+        place = self._order.place(key)
+        if placed is not None:
+            self._placing.spawn(_when_recorded(place, placed))
+        try:
+            async with self._lanes.turn(key, on_queued=on_queued, bounded=bounded):
+                try:
+                    await place.wait()
+                except Exception as exc:
+                    log.warning("chat %s: could not take its turn: %r", key, exc)
+                    raise _LineDown(key) from None
+                yield
+        finally:
+            place.done()
 
     async def _turn(self, platform: str, ctx: _Ctx) -> Reply | Failure:
         job = ctx.job
@@ -572,6 +613,18 @@ class Conversations:
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
+
+
+async def _when_recorded(place: Place, placed: Callable[[], object]) -> None:
+    try:
+        await place.recorded()
+    except Exception:  # the turn itself reports it; the update is let go
+        log.debug("a place could not be recorded", exc_info=True)
+    placed()
+
+
+class _LineDown(Exception):
+    """The chat's line across processes could not be read (the database is down)."""
 
 
 def conversations_from_config(

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC
 from typing import TYPE_CHECKING, Self
 
+from storage.order import LocalOrder
 from storage.protocol import (
     ChatState,
     ChatUsage,
@@ -261,6 +262,9 @@ class MemoryStore:
         # Same order as SqlStore: started, then id by code point.
         mine.sort(key=lambda r: (r.started_at, r.reply_id))
         return mine
+
+    def chat_order(self) -> LocalOrder:
+        return LocalOrder()
 
     async def ping(self) -> None:
         self._check_open()

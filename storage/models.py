@@ -6,7 +6,8 @@ about, kept after a reset so it can be resumed), ``turns`` (the context of compl
 conversations, which the bot keeps itself), ``bot_messages`` (which conversation a bot message
 belongs to, for replies to it), ``usage`` (what each user of a chat has cost in all),
 ``usage_days`` (the same per UTC day, for limits and stats over a period) and
-``replies_in_flight`` (replies being shown, so a restart can mark those a crash cut off).
+``replies_in_flight`` (replies being shown, so a restart can mark those a crash cut off) and
+``chat_queue`` (each chat's turns in arrival order, for processes sharing PostgreSQL).
 Times go through ``UtcDateTime`` so every backend hands back aware UTC datetimes, whatever it
 stores.
 
@@ -37,6 +38,7 @@ __all__ = [
     "Base",
     "BotMessage",
     "Chat",
+    "ChatQueue",
     "Conversation",
     "ReplyInFlight",
     "Turn",
@@ -231,3 +233,26 @@ class ReplyInFlight(Base):
     # The last message's text as shown: a Telegram message is up to 4096 characters, and more
     # once formatting is counted, so Text, not a String of some length.
     shown: Mapped[str] = mapped_column(Text, server_default="")
+    # 0004: the process showing it, when several share the database (``storage.pg_order``
+    # owner token); ``NULL``: the only process. A restart takes over only replies whose owner
+    # is gone, never those another live process is still showing.
+    owner: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChatQueue(Base):
+    """A turn's place in its chat's line, across processes (``storage.pg_order``).
+
+    ``position`` orders arrivals; a place goes when it is the oldest of its chat whose ``owner``
+    (the process' lock session) is alive; it is deleted once done, or found dead and swept.
+    """
+
+    __tablename__ = "chat_queue"
+    # Serves "the oldest place of this chat", once per turn and per wake-up.
+    __table_args__ = (Index("ix_chat_queue_chat_key_position", "chat_key", "position"),)
+
+    position: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    chat_key: Mapped[str] = mapped_column(String(_KEY))
+    owner: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from datetime import date, datetime
 
 __all__ = [
+    "ChatOrder",
     "ChatState",
     "ChatUsage",
     "ConversationRecord",
     "ConversationStore",
     "InflightRecord",
     "Mode",
+    "Place",
     "TurnRecord",
     "UsageRecord",
     "UsageTotals",
@@ -119,6 +121,38 @@ class ChatUsage:
 
     chat_key: str
     totals: UsageTotals
+
+
+class Place(Protocol):
+    """A turn's place in its chat's line, taken when ``ChatOrder.place`` was called."""
+
+    async def recorded(self) -> None:
+        """Return once the place is in the line every process sees (a platform update may be
+        acknowledged then: a later message, wherever it lands, queues behind it). Raises if
+        it could not be recorded."""
+        ...
+
+    async def wait(self) -> None:
+        """Return once every earlier place of the chat, in any process, is done; the chat is
+        then this turn's until ``done``. Raises if the line cannot be read (database down)."""
+        ...
+
+    def done(self) -> None:
+        """Leave the line (the turn ended, failed, or never waited): the next place may go.
+        Never waits and never raises, so it is safe in ``finally`` during a cancellation."""
+        ...
+
+
+class ChatOrder(Protocol):
+    """Per-chat turns in arrival order across every process sharing the store.
+
+    One process orders its own turns itself (core's lanes); this is the line between
+    processes. A store used by one process only gives places that never wait.
+    """
+
+    def place(self, chat_key: str) -> Place:
+        """Take the chat's next place now (synchronously: call it in arrival order)."""
+        ...
 
 
 class ConversationStore(Protocol):
@@ -267,6 +301,10 @@ class ConversationStore(Protocol):
     async def open_replies(self, platform: str) -> list[InflightRecord]:
         """Replies of ``platform`` still recorded: those a stopped process left unfinished,
         oldest first."""
+        ...
+
+    def chat_order(self) -> ChatOrder:
+        """The line turns of one chat take across processes sharing this store."""
         ...
 
     async def ping(self) -> None:

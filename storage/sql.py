@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from storage import sql_reads, sql_replies, sql_usage, sql_writes
 from storage.engine import StorageError, create_engine, create_schema, safe_url
 from storage.models import to_utc
+from storage.order import LocalOrder
+from storage.pg_order import PgChatOrder
 from storage.sql_batch import Batcher
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
     from storage.protocol import (
+        ChatOrder,
         ChatState,
         ChatUsage,
         ConversationRecord,
@@ -85,14 +88,18 @@ class SqlStore:
         "_closed",
         "_engine",
         "_insert",
+        "_order",
         "_reply_batches",
         "_sessions",
         "_work",
         "_writer",
     )
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, order: PgChatOrder | None = None) -> None:
         self._engine = engine
+        # Processes sharing PostgreSQL take turns per chat through it; one process on SQLite
+        # orders its turns itself.
+        self._order = order
         # expire_on_commit=False: records are built from rows after the commit, without reloading.
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._insert = sql_writes.insert_for(engine.dialect.name)
@@ -113,14 +120,19 @@ class SqlStore:
             engine = create_engine(url, connect_args=connect_args)
         except Exception as exc:  # bad URL, unknown dialect, driver not installed
             raise StorageError(f"cannot use {safe_url(url)}: {_reason(exc, url)}") from None
+        order = PgChatOrder(engine) if engine.dialect.name == "postgresql" else None
         try:
             await create_schema(engine)
+            if order is not None:
+                await order.start()
         except BaseException as exc:
+            if order is not None:
+                await order.aclose()
             await engine.dispose()
             if isinstance(exc, Exception):
                 raise StorageError(f"cannot open {safe_url(url)}: {_reason(exc, url)}") from None
             raise
-        return cls(engine)
+        return cls(engine, order=order)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -302,7 +314,13 @@ class SqlStore:
         at: datetime,
     ) -> None:
         row = sql_replies.reply_row(
-            reply_id, chat_key, platform=platform, target=target, language=language, at=to_utc(at)
+            reply_id,
+            chat_key,
+            platform=platform,
+            target=target,
+            language=language,
+            at=to_utc(at),
+            owner=None if self._order is None else self._order.owner,
         )
         await self._reply_batches.submit(("begin", reply_id, row))
 
@@ -329,7 +347,13 @@ class SqlStore:
     @_uncancellable
     async def open_replies(self, platform: str) -> list[InflightRecord]:
         async with self._connection() as conn:
-            return await sql_replies.open_replies(conn, platform, dialect=self._dialect)
+            owner = None if self._order is None else self._order.owner
+            return await sql_replies.open_replies(
+                conn, platform, dialect=self._dialect, owner=owner
+            )
+
+    def chat_order(self) -> ChatOrder:
+        return self._order if self._order is not None else LocalOrder()
 
     async def ping(self) -> None:
         self._check_open()
@@ -346,6 +370,8 @@ class SqlStore:
         self._closed = True
         if self._work:
             await asyncio.wait(set(self._work), timeout=CLOSE_GRACE_S)
+        if self._order is not None:
+            await self._order.aclose()
         await self._engine.dispose()
 
     @property

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, column, delete, insert, or_, select, text, true, update
 
+from storage import pg_order
 from storage.models import ReplyInFlight
 from storage.protocol import InflightRecord
 from storage.sql_reads import bytewise
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from storage.sql_writes import Insert
@@ -58,8 +60,10 @@ def reply_row(
     target: str,
     language: str | None,
     at: datetime,
+    owner: str | None = None,
 ) -> dict[str, object]:
-    """A new reply's row: no messages yet."""
+    """A new reply's row: no messages yet; ``owner`` the process showing it, if several
+    share the database."""
     return {
         "reply_id": reply_id,
         "chat_key": chat_key,
@@ -69,6 +73,7 @@ def reply_row(
         "language": language,
         "started_at": at,
         "shown": "",
+        "owner": owner,
     }
 
 
@@ -118,8 +123,10 @@ _END = delete(ReplyInFlight).where(ReplyInFlight.reply_id == bindparam("rid"))
 
 
 async def open_replies(
-    conn: AsyncConnection, platform: str, *, dialect: str
+    conn: AsyncConnection, platform: str, *, dialect: str, owner: str | None = None
 ) -> list[InflightRecord]:
+    """The platform's replies left in flight, oldest first: all of them, except, when
+    processes share PostgreSQL, those another live process (not ``owner``) is showing."""
     query = (
         select(
             ReplyInFlight.reply_id,
@@ -132,6 +139,7 @@ async def open_replies(
             ReplyInFlight.shown,
         )
         .where(ReplyInFlight.platform == platform)
+        .where(_ours(dialect, owner))
         # Ties broken by id, by code point, so every backend returns the same order.
         .order_by(ReplyInFlight.started_at, bytewise(ReplyInFlight.reply_id, dialect))
     )
@@ -142,6 +150,18 @@ async def open_replies(
         )
         for reply_id, chat_key, platform, target, ids, language, started_at, shown in rows
     ]
+
+
+def _ours(dialect: str, owner: str | None) -> ColumnElement[bool]:
+    """Replies this process may take over: all of them, unless processes share PostgreSQL,
+    where a reply another live process is showing stays its own (``storage.pg_order``)."""
+    if dialect != "postgresql":
+        return true()
+    return or_(
+        ReplyInFlight.owner.is_(None),
+        ReplyInFlight.owner == owner,
+        ReplyInFlight.owner.not_in(text(pg_order.ALIVE_TOKENS).columns(column("token"))),
+    )
 
 
 def _decode(message_ids: str) -> tuple[str, ...]:

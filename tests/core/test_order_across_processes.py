@@ -1,0 +1,104 @@
+"""Three "processes" (``Conversations`` each on its own ``SqlStore``) share one PostgreSQL
+schema and one fake Kamiya: one chat's messages spread over them are answered one at a time, in
+the order they arrived, each continuing the conversation the previous one left; other chats go
+in parallel. Subprocess bots behind webhooks are tested in tests/bots; this is the core path."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import TYPE_CHECKING
+
+from core.conversations import Conversations
+from core.fake_kamiya import Script
+from core.frontend import ChatKey
+from tests.core.recording import RecordingSink
+from tests.storage.conftest import postgresql_target  # noqa: F401 - the fixture
+
+if TYPE_CHECKING:
+    from core.client import KamiyaClient
+    from core.fake_kamiya import FakeKamiya, RecordedRequest
+    from storage import SqlStore
+    from tests.storage.conftest import SqlTarget
+
+CHAT = ChatKey("telegram", "100")
+
+
+async def _processes(target: SqlTarget, client: KamiyaClient, n: int) -> list[SqlStore]:
+    return [await target.open() for _ in range(n)]
+
+
+def _overlap(requests: list[RecordedRequest]) -> bool:
+    ordered = sorted(requests, key=lambda r: r.started)
+    return any(
+        later.started < (earlier.finished or float("inf"))
+        for earlier, later in itertools.pairwise(ordered)
+    )
+
+
+async def test_one_chat_over_three_processes_is_answered_in_order(
+    client: KamiyaClient,
+    fake: FakeKamiya,
+    postgresql_target: SqlTarget,  # noqa: F811
+) -> None:
+    fake.default_script = Script(chunk_chars=3, delay_s=0.005)
+    stores = await _processes(postgresql_target, client, 3)
+    try:
+        processes = [Conversations(client, store, titles=False) for store in stores]
+        sinks, turns = [], []
+        for n in range(9):
+            sink = RecordingSink()
+            placed = asyncio.Event()
+            turns.append(
+                asyncio.create_task(
+                    processes[n % 3].ask(
+                        CHAT, f"message {n}", sink, user_id="u", placed=placed.set
+                    )
+                )
+            )
+            sinks.append(sink)
+            # The platform's acknowledgement of message n, before message n + 1 is sent.
+            await asyncio.wait_for(placed.wait(), 5)
+        await asyncio.wait_for(asyncio.gather(*turns), 30)
+    finally:
+        for store in stores:
+            await store.aclose()
+
+    asked = sorted(fake.requests, key=lambda r: r.started)
+    assert [r.json["content"] for r in asked] == [f"message {n}" for n in range(9)]
+    assert not _overlap(asked), "two Kamiya requests in flight for one conversation"
+    replies = [sink.reply for sink in sinks]
+    assert all(reply is not None for reply in replies)
+    # Each turn continued the conversation the previous one (in another process) stored.
+    for before, request in zip(replies, asked[1:], strict=False):
+        assert before is not None
+        assert request.json.get("conversationId") == before.conversation_id
+
+
+async def test_many_chats_over_three_processes_run_in_parallel(
+    client: KamiyaClient,
+    fake: FakeKamiya,
+    postgresql_target: SqlTarget,  # noqa: F811
+) -> None:
+    fake.default_script = Script(chunk_chars=3, delay_s=0.01)
+    stores = await _processes(postgresql_target, client, 3)
+    try:
+        processes = [Conversations(client, store, titles=False) for store in stores]
+        chats = [ChatKey("telegram", str(200 + n)) for n in range(12)]
+        turns = [
+            processes[(n + k) % 3].ask(chat, f"{chat} says {k}", RecordingSink(), user_id="u")
+            for k in range(2)
+            for n, chat in enumerate(chats)
+        ]
+        await asyncio.wait_for(asyncio.gather(*turns), 30)
+        currents = [await stores[0].current(str(chat)) for chat in chats]
+    finally:
+        for store in stores:
+            await store.aclose()
+
+    by_chat: dict[str, list[RecordedRequest]] = {}
+    for request in fake.requests:
+        by_chat.setdefault(request.json["content"].split(" says ")[0], []).append(request)
+    assert all(not _overlap(requests) for requests in by_chat.values())
+    assert _overlap(list(fake.requests)), "chats were served one after another, not in parallel"
+    assert all(current is not None for current in currents)
