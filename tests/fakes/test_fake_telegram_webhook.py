@@ -147,7 +147,7 @@ async def test_sender_pushes_in_order_once_a_webhook_is_set_with_its_secret(
     }
     assert {secret for _, secret in one.received + two.received} == {SECRET}
     assert [d.attempt for d in sender.deliveries] == [1, 1, 1]
-    ids = [d.update_id for d in sender.deliveries]
+    ids = [d.update_id or 0 for d in sender.deliveries]
     assert ids == sorted(ids)
 
 
