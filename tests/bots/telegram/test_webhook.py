@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import socket
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -14,9 +16,11 @@ from telegram import Bot as PtbBot
 
 from bots.telegram.format import split
 from core.fake_kamiya import Script
+from tests.bots.cli import run
 from tests.bots.telegram.chat import idle, says
 from tests.bots.telegram.harness import TOKEN, running_bot, write_config
 from tests.bots.telegram.leaks import capture_logs, leaks
+from tests.bots.telegram.process import bot_process
 from tests.conftest import KEY
 from tests.fakes.telegram_sender import SECRET_HEADER, WebhookSender
 from tests.waiting import until
@@ -240,3 +244,47 @@ async def test_the_secret_never_reaches_the_logs(
     assert leaks(logs, secrets) == []
     assert "setWebhook" in logs.text  # PTB did log the call with its parameters, scrubbed
     assert "webhook listening on" in logs.text
+
+
+async def test_kamiya_bot_run_serves_the_webhook_and_stops_without_deleting_it(
+    tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path
+) -> None:
+    write_config(tmp_path, kamiya_url=fake.base_url, telegram_url=tg.base_url, key=KEY)
+    config = tmp_path / "bot.toml"
+    without_secret = WEBHOOK.replace(f'webhook_secret = "{SECRET}"\n', "")  # from the env
+    text = config.read_text(encoding="utf-8").replace(
+        "[telegram]\n", f"[telegram]\n{without_secret}"
+    )
+    config.write_text(text, encoding="utf-8")
+    async with bot_process(config, TELEGRAM_WEBHOOK_SECRET=SECRET) as bot:
+        await until(lambda: "webhook set for" in bot.stderr, timeout=30)
+        port = re.search(r"webhook listening on 127\.0\.0\.1:(\d+)/tg/hook", bot.stderr)
+        assert port is not None, bot.stderr
+        async with WebhookSender(tg, [f"http://127.0.0.1:{port[1]}/tg/hook"]) as sender:
+            tg.private_message(tg.user(8108), "hello over https")
+            await says(tg, 8108, "hello over https", timeout=30)
+        assert await bot.terminate() == 0, bot.stderr
+    assert [d.status for d in sender.deliveries] == [200]
+    assert not tg.calls_of("deleteWebhook")
+    assert not tg.calls_of("getUpdates")
+    assert "Traceback" not in bot.stderr
+    assert SECRET not in bot.stderr
+    assert "TEST-TOKEN" not in bot.stderr
+
+
+async def test_kamiya_bot_run_says_in_one_line_that_the_port_is_taken(
+    tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        extra = WEBHOOK.replace("127.0.0.1:0", listen)
+        write_config(tmp_path, kamiya_url=fake.base_url, telegram_url=tg.base_url, extra=extra)
+        result = await run("run", "--config", str(tmp_path / "bot.toml"), cwd=tmp_path)
+    assert result.code == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        f"kamiya-bot: telegram: cannot listen on {listen}"
+    )
+    assert "Traceback" not in result.stderr
+    assert not tg.calls_of("setWebhook")
