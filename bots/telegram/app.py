@@ -30,7 +30,6 @@ from telegram.ext import (
     filters,
 )
 
-from bots.runner import StartFailed
 from bots.telegram import keyboards, outbox
 from bots.telegram.controls import Answer, Controls
 from bots.telegram.http import bot_request
@@ -49,7 +48,7 @@ from bots.telegram.routing import (
 )
 from bots.telegram.texts import COMMANDS, say
 from bots.telegram.updates import ReadableUpdates
-from bots.telegram.webhook import WebhookServer, register_webhook
+from bots.telegram.webhook import open_webhook
 from core import text
 from core.background import Background
 
@@ -59,7 +58,7 @@ if TYPE_CHECKING:
     from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, User
     from telegram.ext import ContextTypes
 
-    from bots.telegram.webhook import Accept
+    from bots.telegram.webhook import Accept, WebhookServer
     from core import ChatKey, Config, Conversations, TelegramSettings
     from core.throttle import ChatGate
 
@@ -185,26 +184,7 @@ class TelegramFrontend:
         settings = self._settings
         allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
         if settings.mode == "webhook":
-            host, port = settings.webhook_host_port
-            self._webhook = WebhookServer(
-                host=host,
-                port=port,
-                path=settings.webhook_route,
-                secret=settings.webhook_secret.get_secret_value(),
-                bot=self.bot,
-                accept=self._accept,
-            )
-            try:
-                await self._webhook.start()
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise StartFailed(
-                    f"telegram: cannot listen on {settings.webhook_listen}: {reason}"
-                ) from None
-            try:
-                await register_webhook(self.bot, settings, allowed)
-            except TelegramError as exc:
-                raise StartFailed(f"telegram: setWebhook failed: {exc.message}") from None
+            self._webhook = await open_webhook(self.bot, settings, self._accept, allowed)
             return
         if app.updater is None:
             raise RuntimeError("python-telegram-bot was built without an updater")

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from aiohttp import web
 from telegram import Update
+from telegram.error import TelegramError
 
+from bots.runner import StartFailed
 from bots.telegram.updates import readable
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
     from core import TelegramSettings
 
-__all__ = ["MAX_BODY_BYTES", "SECRET_HEADER", "Accept", "WebhookServer", "register_webhook"]
+__all__ = ["MAX_BODY_BYTES", "SECRET_HEADER", "Accept", "WebhookServer", "open_webhook"]
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +156,35 @@ class WebhookServer:
         return web.Response(text="ok")
 
 
-async def register_webhook(bot: Bot, settings: TelegramSettings, allowed: list[str]) -> None:
-    """``setWebhook``: idempotent, so every process of the bot calls it at start."""
-    await bot.set_webhook(
-        url=settings.webhook_url,
-        secret_token=settings.webhook_secret.get_secret_value(),
-        allowed_updates=allowed,
+async def open_webhook(
+    bot: Bot, settings: TelegramSettings, accept: Accept, allowed: list[str]
+) -> WebhookServer:
+    """The listener started, then ``setWebhook`` (idempotent: every process of the bot calls
+    it at start, with the update kinds polling asks for); ``StartFailed`` if either fails."""
+    host, port = settings.webhook_host_port
+    server = WebhookServer(
+        host=host,
+        port=port,
+        path=settings.webhook_route,
+        secret=settings.webhook_secret.get_secret_value(),
+        bot=bot,
+        accept=accept,
     )
+    try:
+        await server.start()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise StartFailed(
+            f"telegram: cannot listen on {settings.webhook_listen}: {reason}"
+        ) from None
+    try:
+        await bot.set_webhook(
+            url=settings.webhook_url,
+            secret_token=settings.webhook_secret.get_secret_value(),
+            allowed_updates=allowed,
+        )
+    except TelegramError as exc:
+        await server.stop()
+        raise StartFailed(f"telegram: setWebhook failed: {exc.message}") from None
     log.info("telegram: webhook set for %s", settings.webhook_url)
+    return server

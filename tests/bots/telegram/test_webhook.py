@@ -70,8 +70,8 @@ async def test_a_message_by_webhook_streams_and_ends_as_in_polling(tg, fake, bot
     assert tg.visible_texts(8101) == [c.text for c in split(reply)]
     assert tg.drafts(8101)  # it streamed first
     assert fake.requests[0].json == {"content": "hi by webhook"}
-    update_id = tg.calls_of("sendMessage")[0].params["reply_parameters"]["message_id"]
-    assert update_id == asked["message_id"]
+    replied_to = tg.calls_of("sendMessage")[0].params["reply_parameters"]["message_id"]
+    assert replied_to == asked["message_id"]
     assert [d.status for d in sender.deliveries] == [200]
     assert tg.pending_updates == []  # confirmed by the 200
     assert not tg.calls_of("getUpdates")
