@@ -20,7 +20,7 @@ from rich.console import Console
 from bots import loop
 from bots.check import run_checks
 from bots.logs import configure_logging
-from bots.runner import NoFrontend, select_frontends, serve, stop_on_signals
+from bots.runner import NoFrontend, StartFailed, select_frontends, serve, stop_on_signals
 from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
 from core import (
     ConfigError,
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _warn_if_exposed(args.config)
     try:
         return loop.run(_COMMANDS[args.command](args, config))
-    except (Fatal, NoFrontend) as exc:
+    except (Fatal, NoFrontend, StartFailed) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:  # a second Ctrl-C before our handlers were installed
         return EXIT_OK

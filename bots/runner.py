@@ -17,6 +17,7 @@ __all__ = [
     "Frontend",
     "FrontendFactory",
     "NoFrontend",
+    "StartFailed",
     "available_frontends",
     "configured",
     "select_frontends",
@@ -43,6 +44,10 @@ class Frontend(Protocol):
 
 #: Builds a frontend from the config and the shared adapter.
 FrontendFactory: TypeAlias = "Callable[[Config, Conversations], Frontend]"
+
+
+class StartFailed(Exception):
+    """A frontend could not start (a port taken, a platform refusing its setup); one line."""
 
 
 class NoFrontend(Exception):

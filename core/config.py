@@ -7,11 +7,14 @@ us "file, key, reason" for free; every model is frozen, and secrets are ``Secret
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -49,6 +52,18 @@ Bool = Annotated[bool, Strict()]
 Seconds = Annotated[float, Strict(), Field(gt=0, le=3600)]
 Secret = Annotated[SecretStr, Strict()]
 Url = Annotated[str, Strict(), Field(pattern=r"^https?://\S+$")]
+
+
+def _webhook_secret(secret: SecretStr) -> SecretStr:
+    """Telegram's rule for a secret_token: 1-256 of A-Z a-z 0-9 _ - (or empty: not set)."""
+    value = secret.get_secret_value()
+    if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+        raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -, as Telegram requires")
+    return secret
+
+
+# What Telegram allows as a webhook's secret_token; empty: not set.
+WebhookSecret = Annotated[SecretStr, Strict(), AfterValidator(_webhook_secret)]
 # Provider-prefixed, as Kamiya names them; no spaces, short enough for a button's data.
 ModelName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z0-9][\w.:/@+-]*$", max_length=48)]
 UserIds = tuple[Annotated[int, Strict()], ...]
@@ -59,7 +74,11 @@ ENV_SECRETS: Mapping[str, tuple[str, str]] = {
     "KAMIYA_API_KEY": ("kamiya", "api_key"),
     "TELEGRAM_BOT_TOKEN": ("telegram", "token"),
     "DISCORD_BOT_TOKEN": ("discord", "token"),
+    "TELEGRAM_WEBHOOK_SECRET": ("telegram", "webhook_secret"),
 }
+
+#: Ports Telegram delivers webhooks to.
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
 
 
 #: The config file to read when the command line names none (a container sets it).
@@ -146,6 +165,26 @@ class TelegramSettings(_Section):
     group_per_min: Count = 20
     global_per_s: Rate = 30.0
     paste_window_s: Annotated[float, Strict(), Field(ge=0, le=10)] = 1.0
+    # How updates arrive: long polling, or Telegram's POSTs to webhook_url, served on
+    # webhook_listen (host:port) at webhook_path (default: webhook_url's path).
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_listen: Annotated[
+        str, Strict(), Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
+    ] = "127.0.0.1:8443"
+    webhook_url: Annotated[str, Strict(), Field(pattern=r"^(https://[^\s/?#]+[^\s?#]*)?$")] = ""
+    webhook_path: Annotated[str, Strict(), Field(pattern=r"^(/[^\s?#]*)?$")] = ""
+    webhook_secret: WebhookSecret = SecretStr("")
+
+    @property
+    def webhook_host_port(self) -> tuple[str, int]:
+        """``webhook_listen`` split; an IPv6 host without its brackets."""
+        host, _, port = self.webhook_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def webhook_route(self) -> str:
+        """The path the listener serves: ``webhook_path``, else ``webhook_url``'s own path."""
+        return self.webhook_path or urlsplit(self.webhook_url).path or "/"
 
 
 class DiscordSettings(_Section):
@@ -198,7 +237,12 @@ class Config(_Section):
 
     def secrets(self) -> list[str]:
         """Every non-empty secret, so log filters can scrub them."""
-        values = (self.kamiya.api_key, self.telegram.token, self.discord.token)
+        values = (
+            self.kamiya.api_key,
+            self.telegram.token,
+            self.telegram.webhook_secret,
+            self.discord.token,
+        )
         return [s.get_secret_value() for s in values if s.get_secret_value()]
 
 
@@ -227,10 +271,36 @@ def load_config(path: str | Path | None, environ: Mapping[str, str]) -> Config:
                 raise ConfigError(name, section, "must be a table")
             table[key] = value
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(name, _key(first["loc"]), _reason(first)) from None
+    _check_webhook(name, config.telegram)
+    return config
+
+
+def _check_webhook(name: str, settings: TelegramSettings) -> None:
+    """What webhook mode needs beyond each key's own checks; named by key."""
+    if settings.mode != "webhook":
+        return
+    if not settings.webhook_url:
+        raise ConfigError(name, "[telegram] webhook_url", 'required when mode = "webhook"')
+    if not settings.webhook_secret.get_secret_value():
+        raise ConfigError(
+            name,
+            "[telegram] webhook_secret",
+            'required when mode = "webhook" (or set TELEGRAM_WEBHOOK_SECRET)',
+        )
+    try:
+        port = urlsplit(settings.webhook_url).port or 443
+    except ValueError:
+        port = None
+    if port not in WEBHOOK_PORTS:
+        raise ConfigError(
+            name, "[telegram] webhook_url", "Telegram only posts to ports 80, 88, 443 or 8443"
+        )
+    if not 0 <= settings.webhook_host_port[1] <= 65535:
+        raise ConfigError(name, "[telegram] webhook_listen", "the port must be 0-65535")
 
 
 def secrets_in_file(path: str | Path) -> list[str]:
@@ -282,4 +352,5 @@ def _reason(error: Mapping[str, object]) -> str:
 
 def _looks_secret(error: Mapping[str, object]) -> bool:
     loc = error.get("loc")
-    return isinstance(loc, tuple) and any(p in {"api_key", "token"} for p in loc)
+    secret = {key for _, key in ENV_SECRETS.values()}
+    return isinstance(loc, tuple) and any(p in secret for p in loc)

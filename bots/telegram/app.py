@@ -1,4 +1,5 @@
-"""The Telegram frontend: a python-telegram-bot Application (long polling) wired to core.
+"""The Telegram frontend: a python-telegram-bot Application wired to core; updates arrive by
+long polling or, in webhook mode, by Telegram's POSTs (``webhook``), to the same handlers.
 
 Handlers never wait on Kamiya or on a slow Telegram call: PTB runs them one update at a time, so
 each one takes the chat's place in line (``Conversations.ask`` does that synchronously) inside a
@@ -9,8 +10,8 @@ Regenerate, and the /model and /resume keyboards, see ``keyboards``). Every pres
 
 Start marks the replies a killed process left unfinished (``recovery``). Stop is graceful: no
 new updates (the ones fetched are confirmed to Telegram and handled, so a restart neither loses
-nor repeats one), replies in flight get ``[bot] shutdown_grace_s`` to finish, the rest are
-cancelled, which core shows as interrupted.
+nor repeats one; a webhook answers 503 and stays set), replies in flight get
+``[bot] shutdown_grace_s`` to finish, the rest are cancelled, which core shows as interrupted.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from bots.telegram.routing import (
 )
 from bots.telegram.texts import COMMANDS, say
 from bots.telegram.updates import ReadableUpdates
+from bots.telegram.webhook import open_webhook
 from core import text
 from core.background import Background
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from telegram import Bot, CallbackQuery, InlineKeyboardMarkup, User
     from telegram.ext import ContextTypes
 
+    from bots.telegram.webhook import Accept, WebhookServer
     from core import ChatKey, Config, Conversations, TelegramSettings
     from core.throttle import ChatGate
 
@@ -74,8 +77,14 @@ class TelegramFrontend:
 
     name = "telegram"
 
-    def __init__(self, config: Config, conversations: Conversations) -> None:
+    def __init__(
+        self, config: Config, conversations: Conversations, *, accept: Accept | None = None
+    ) -> None:
+        """``accept``: webhook mode's hand-over of each update (default ``enqueue``); the
+        listener answers 200 once it returns. May be replaced at any time."""
         self._settings: TelegramSettings = config.telegram
+        self.accept: Accept = accept or self.enqueue
+        self._webhook: WebhookServer | None = None
         self._grace_s = config.bot.shutdown_grace_s
         self._conversations = conversations
         self._app: Application | None = None  # type: ignore[type-arg]
@@ -100,6 +109,11 @@ class TelegramFrontend:
     def bot_user(self) -> User:
         user: User = self.bot.bot  # known since initialize() called getMe
         return user
+
+    @property
+    def webhook(self) -> WebhookServer | None:
+        """The webhook listener while one serves (webhook mode, started)."""
+        return self._webhook
 
     @property
     def busy(self) -> int:
@@ -144,17 +158,41 @@ class TelegramFrontend:
         app.add_error_handler(self._on_error)
         await app.initialize()
         self._app = app
-        await self._register_commands()
-        await self._recover()
+        try:
+            await self._register_commands()
+            await self._recover()
+            await self._take_updates(app)
+            await app.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("telegram: serving as @%s", self.bot_user.username)
+
+    async def enqueue(self, update: Update) -> None:
+        """The default ``accept`` of webhook mode: queue the update for the Application, as
+        the poller queues what it fetches (same handlers, one update at a time, in order)."""
+        if self._app is None:
+            raise RuntimeError("the Telegram frontend is not started")
+        await self._app.update_queue.put(update)
+
+    async def _accept(self, update: Update) -> None:
+        await self.accept(update)  # looked up per update, so ``accept`` may be replaced
+
+    async def _take_updates(self, app: Application) -> None:  # type: ignore[type-arg]
+        """Long polling (which deletes a webhook left set, as Telegram refuses getUpdates while
+        one is), or the webhook listener and ``setWebhook``."""
+        settings = self._settings
+        allowed = [Update.MESSAGE, Update.CALLBACK_QUERY]
+        if settings.mode == "webhook":
+            self._webhook = await open_webhook(self.bot, settings, self._accept, allowed)
+            return
         if app.updater is None:
             raise RuntimeError("python-telegram-bot was built without an updater")
         await app.updater.start_polling(
             timeout=int(settings.poll_timeout_s),
-            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            allowed_updates=allowed,
             error_callback=_polling_failed,
         )
-        await app.start()
-        log.info("telegram: serving as @%s", self.bot_user.username)
 
     async def stop(self) -> None:
         """No new updates; replies in flight get ``[bot] shutdown_grace_s``, then are cut."""
@@ -164,6 +202,11 @@ class TelegramFrontend:
         if app.updater is not None and app.updater.running:
             # Ends the long poll and confirms every update fetched so far to Telegram.
             await app.updater.stop()
+        if self._webhook is not None:
+            # 503 to new requests (Telegram retries them elsewhere or later), accepted ones
+            # are queued; the webhook stays set for the other processes behind its URL.
+            await self._webhook.stop()
+            self._webhook = None
         if app.running:
             await app.stop()  # handles the updates fetched but not yet handled
         self._paste.flush_all()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from telegram import CallbackQuery
 from telegram.request import HTTPXRequest
 
-__all__ = ["ReadableUpdates"]
+__all__ = ["ReadableUpdates", "readable"]
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,11 @@ class ReadableUpdates(HTTPXRequest):
         data: dict[str, object] = HTTPXRequest.parse_json_payload(payload)
         result = data.get("result")
         if data.get("ok") is True and isinstance(result, list):
-            data["result"] = [u for u in (_readable(raw) for raw in result) if u is not None]
+            data["result"] = [u for u in (readable(raw) for raw in result) if u is not None]
         return data
 
 
-def _readable(raw: object) -> dict[str, object] | None:
+def readable(raw: object) -> dict[str, object] | None:
     """``raw`` if PTB can read it; else its id alone; ``None`` if it has no id to confirm."""
     if not isinstance(raw, dict):
         log.warning("telegram: skipped an update that is not an object")

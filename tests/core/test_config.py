@@ -86,6 +86,51 @@ def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
     assert str(error).startswith(f"{path}: {key}: ")
 
 
+WEBHOOK = '[telegram]\nmode = "webhook"\n'
+URL = 'webhook_url = "https://bot.example.org/tg"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (WEBHOOK, "[telegram] webhook_url", "required"),
+        (WEBHOOK + URL, "[telegram] webhook_secret", "required"),
+        (WEBHOOK + URL + 'webhook_secret = "has space"\n', "[telegram] webhook_secret", "A-Z"),
+        (WEBHOOK + URL + f'webhook_secret = "{"x" * 257}"\n', "[telegram] webhook_secret", "256"),
+        (
+            WEBHOOK + 'webhook_url = "https://bot.example.org:9000/tg"\nwebhook_secret = "s"\n',
+            "[telegram] webhook_url",
+            "ports 80, 88, 443 or 8443",
+        ),
+        (
+            '[telegram]\nwebhook_url = "http://bot.example.org/"\n',
+            "[telegram] webhook_url",
+            "pattern",
+        ),
+        ('[telegram]\nwebhook_listen = "8443"\n', "[telegram] webhook_listen", "pattern"),
+        ('[telegram]\nmode = "hook"\n', "[telegram] mode", "polling"),
+    ],
+)
+def test_webhook_mode_errors_name_the_key_and_never_the_secret(tmp_path, text, key, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), {})
+    assert info.value.key == key
+    assert reason in info.value.reason
+    assert "has space" not in str(info.value)
+    assert "xxxx" not in str(info.value)
+
+
+def test_webhook_mode_with_the_secret_from_the_environment(tmp_path):
+    path = write(tmp_path, WEBHOOK + URL + 'webhook_listen = "[::1]:8080"\n')
+    config = load_config(path, {"TELEGRAM_WEBHOOK_SECRET": "from-env_123", "KAMIYA_API_KEY": "k"})
+    telegram = config.telegram
+    assert telegram.webhook_secret.get_secret_value() == "from-env_123"
+    assert "from-env_123" not in repr(config)
+    assert "from-env_123" in config.secrets()  # so the log filter scrubs it
+    assert telegram.webhook_host_port == ("::1", 8080)
+    assert telegram.webhook_route == "/tg"  # the URL's own path unless webhook_path is set
+
+
 def test_wrong_type_for_a_secret_never_echoes_it(tmp_path):
     path = write(tmp_path, "[kamiya]\napi_key = 12345678\n")
     with pytest.raises(ConfigError) as info:

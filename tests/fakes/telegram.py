@@ -35,6 +35,7 @@ from tests.fakes.telegram_limits import Limits
 from tests.fakes.telegram_methods import BotMethods
 from tests.fakes.telegram_text import ApiError, JsonObject, is_int, opt_int
 from tests.fakes.telegram_users import MediaKind
+from tests.fakes.telegram_webhook import SET_BY_WEBHOOK, Webhook
 from tests.fakes.telegram_world import DRAFT_TTL_S, Draft, Msg
 from tests.fakes.waiting import wait_or_explain
 
@@ -51,6 +52,7 @@ __all__ = [
     "Limits",
     "MediaKind",
     "Msg",
+    "Webhook",
 ]
 
 DEFAULT_LIMITS = Limits()
@@ -58,6 +60,7 @@ DEFAULT_LIMITS = Limits()
 # or "true" stays a string.
 _STRING_PARAMS = frozenset(
     {"text", "caption", "parse_mode", "action", "language_code", "callback_query_id", "url"}
+    | {"secret_token", "ip_address"}
     | {"inline_message_id", "business_connection_id", "emoji", "title", "description"}
 )
 
@@ -312,6 +315,7 @@ class FakeTelegram(BotMethods):
         limit = min(max(_int_or(params.get("limit"), 100), 1), 100)
         timeout = params.get("timeout", 0)
         wait_s = float(timeout) if isinstance(timeout, int | float) else 0.0
+        self._refuse_polling()
         self._polls += 1
         generation, drops = self._polls, self._poll_drops
         ready = self._take_updates(offset, limit, params.get("allowed_updates"))
@@ -320,7 +324,12 @@ class FakeTelegram(BotMethods):
 
         def ended() -> bool:
             # A newer poll means this one's client gave up (PTB cancels on stop): answer empty.
-            return self._stopping or generation != self._polls or drops != self._poll_drops
+            return (
+                self._stopping
+                or generation != self._polls
+                or drops != self._poll_drops
+                or bool(self.webhook.url)
+            )
 
         self.waiting_polls += 1
         self._changed()
@@ -334,6 +343,8 @@ class FakeTelegram(BotMethods):
             self.waiting_polls -= 1
         if drops != self._poll_drops:
             raise _Dropped
+        if self.webhook.url:
+            raise ApiError(409, SET_BY_WEBHOOK)
         return [] if ended() else self._take_updates(offset, limit, None)
 
 

@@ -26,7 +26,7 @@ from tests.fakes.telegram_text import (
     utf16_len,
     validate_entities,
 )
-from tests.fakes.telegram_users import TelegramUsers
+from tests.fakes.telegram_webhook import WebhookMethods
 from tests.fakes.telegram_world import Draft, Msg
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ _BUTTON_ACTIONS = frozenset(
 )
 
 
-class BotMethods(TelegramUsers):
+class BotMethods(WebhookMethods):
     """The methods the bot calls, by lower-cased name in ``methods``; each takes decoded params."""
 
     def __init__(
@@ -75,8 +75,7 @@ class BotMethods(TelegramUsers):
         self._commands: dict[tuple[str, str], list[JsonObject]] = {}
         self.methods: dict[str, Callable[[JsonObject], object]] = {
             "getme": self._get_me,
-            "deletewebhook": self._delete_webhook,
-            "getwebhookinfo": self._get_webhook_info,
+            **self.webhook_methods(),
             "setmycommands": self._set_my_commands,
             "getmycommands": self._get_my_commands,
             "deletemycommands": self._delete_my_commands,
@@ -102,15 +101,6 @@ class BotMethods(TelegramUsers):
             "can_read_all_group_messages": self.can_read_all_group_messages,
             "supports_inline_queries": False,
         }
-
-    def _delete_webhook(self, params: JsonObject) -> bool:
-        if params.get("drop_pending_updates") is True:
-            self._updates.clear()
-        return True
-
-    def _get_webhook_info(self, params: JsonObject) -> JsonObject:
-        pending = len(self._updates)
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": pending}
 
     def _set_my_commands(self, params: JsonObject) -> bool:
         commands = params.get("commands")

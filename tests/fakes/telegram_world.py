@@ -172,13 +172,18 @@ class TelegramWorld:
 
     def _take_updates(self, offset: int, limit: int, allowed: object) -> list[JsonObject]:
         """getUpdates: confirm below ``offset``, then the next ``limit`` allowed updates."""
-        if isinstance(allowed, list):
-            self._allowed = frozenset(str(kind) for kind in allowed) or None
+        self._set_allowed(allowed)
         if offset > 0:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         elif offset < 0:
             self._updates = self._updates[offset:]
         return [u for u in self._updates if self._is_allowed(u)][:limit]
+
+    def _set_allowed(self, allowed: object) -> None:
+        """``allowed_updates`` of getUpdates or setWebhook: a list replaces the last one
+        (empty: the default kinds), anything else keeps it."""
+        if isinstance(allowed, list):
+            self._allowed = frozenset(str(kind) for kind in allowed) or None
 
     def _is_allowed(self, update: JsonObject) -> bool:
         if update["update_id"] in self._raw_ids:

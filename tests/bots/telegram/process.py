@@ -50,12 +50,13 @@ class BotProcess:
 
 
 @asynccontextmanager
-async def bot_process(config: Path) -> AsyncIterator[BotProcess]:
-    """``kamiya-bot run --config config``; killed at the end if the test left it running."""
+async def bot_process(config: Path, **env: str) -> AsyncIterator[BotProcess]:
+    """``kamiya-bot run --config config`` (``env``: extra variables); killed at the end if the
+    test left it running."""
     proc = await asyncio.create_subprocess_exec(
         *command("run", "--config", str(config)),
         cwd=config.parent,
-        env=environ(),
+        env=environ(**env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
