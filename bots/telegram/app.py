@@ -27,10 +27,12 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bots.telegram import keyboards, outbox
+from bots.telegram.acks import Acks
 from bots.telegram.controls import Answer, Controls
 from bots.telegram.http import bot_request
 from bots.telegram.marks import drop_keyboard
@@ -83,7 +85,9 @@ class TelegramFrontend:
         """``accept``: webhook mode's hand-over of each update (default ``enqueue``); the
         listener answers 200 once it returns. May be replaced at any time."""
         self._settings: TelegramSettings = config.telegram
-        self.accept: Accept = accept or self.enqueue
+        self.accept: Accept = accept or self.acknowledged
+        self._acks = Acks()
+        self._settles: dict[Hashable, list[Callable[[], None]]] = {}  # a paste's updates
         self._webhook: WebhookServer | None = None
         self._grace_s = config.bot.shutdown_grace_s
         self._conversations = conversations
@@ -155,6 +159,8 @@ class TelegramFrontend:
         app.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & ~filters.COMMAND, self._on_message)
         )
+        # After every other handler of an update: settles its webhook acknowledgement.
+        app.add_handler(TypeHandler(Update, self._handled), group=1)
         app.add_error_handler(self._on_error)
         await app.initialize()
         self._app = app
@@ -174,6 +180,14 @@ class TelegramFrontend:
         if self._app is None:
             raise RuntimeError("the Telegram frontend is not started")
         await self._app.update_queue.put(update)
+
+    async def acknowledged(self, update: Update) -> None:
+        """The default ``accept``: ``enqueue``, then wait until the update's turn has its place
+        in the chat's line, or its handlers ran (``bots.telegram.acks``)."""
+        await self._acks.accept(update, self.enqueue)
+
+    async def _handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._acks.handled(update.update_id)
 
     async def _accept(self, update: Update) -> None:
         await self.accept(update)  # looked up per update, so ``accept`` may be replaced
@@ -300,6 +314,7 @@ class TelegramFrontend:
             return  # whitespace, or a bare mention: nothing to answer
         paste_key = (message.chat.id, thread_of(message), message.from_user.id)
         self._pending[paste_key] = message
+        self._settles.setdefault(paste_key, []).append(self._acks.claim(update.update_id))
         replied = replied_bot_message(message, self.bot_user)
         if replied is not None:
             self._replied.setdefault(paste_key, replied)
@@ -308,11 +323,19 @@ class TelegramFrontend:
     def _flush_paste(self, paste_key: Hashable, prompt: str) -> None:
         message = self._pending.pop(paste_key)
         replied = self._replied.pop(paste_key, None)
-        if message.from_user is not None:
-            key = self._key(message)
-            self._tasks.spawn(
-                self._replies.answer(message, message.from_user, key, prompt, replied)
-            )
+        settles = self._settles.pop(paste_key, [])
+
+        def placed() -> None:
+            for settle in settles:
+                settle()
+
+        if message.from_user is None:
+            placed()
+            return
+        key = self._key(message)
+        self._tasks.spawn(
+            self._replies.answer(message, message.from_user, key, prompt, replied, placed=placed)
+        )
 
     async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

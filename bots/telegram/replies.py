@@ -62,9 +62,17 @@ class Replies:
         return self._gates.get(chat_id, self._private if private else self._group)
 
     async def answer(
-        self, message: Message, user: User, key: ChatKey, prompt: str, reply_to: int | None
+        self,
+        message: Message,
+        user: User,
+        key: ChatKey,
+        prompt: str,
+        reply_to: int | None,
+        *,
+        placed: Callable[[], object] | None = None,
     ) -> None:
-        """Answer ``prompt``; ``reply_to``: the bot message the user replied to, if any."""
+        """Answer ``prompt``; ``reply_to``: the bot message the user replied to, if any;
+        ``placed``: called once the turn's place in the chat's line is recorded."""
         target = Target(message.chat.id, thread_of(message), message.message_id)
 
         def ask(sink: TelegramReply, turn_id: str) -> Awaitable[Reply | Failure]:
@@ -76,6 +84,7 @@ class Replies:
                 language=user.language_code,
                 turn_id=turn_id,
                 reply_to=None if reply_to is None else str(reply_to),
+                placed=placed,
             )
 
         await self._run(target, is_private(message), user, key, ask)
