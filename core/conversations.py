@@ -30,6 +30,7 @@ from core.inflight import InflightLog
 from core.lanes import Lanes, QueueFull
 from core.limits import Limits
 from core.models import DEFAULT, ModelAccess
+from core.observe import NULL_OBSERVER, TurnTrace, in_trace, new_request_id
 from core.retries import RetryPolicy
 from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from core.client import KamiyaClient
     from core.config import Config
+    from core.observe import Observer
     from storage.protocol import ChatState, ConversationRecord, ConversationStore
 
 __all__ = ["Conversations", "conversations_from_config"]
@@ -81,6 +83,7 @@ class _Ctx:
     key: str
     job: _Job
     sink: ReplySink
+    turn: TurnTrace
     shown: str = ""
 
     def partial(self) -> str:
@@ -112,6 +115,7 @@ class Conversations:
         chars_per_day: int = 0,
         retries: RetryPolicy = NO_RETRIES,
         max_streams: int | None = None,
+        observer: Observer = NULL_OBSERVER,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._client = client
@@ -137,6 +141,10 @@ class Conversations:
         self._background = Background("titles")
         self._title_turns = asyncio.Semaphore(TITLES_AT_ONCE)
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._observer = observer
+        self._streaming = 0  # Kamiya streams holding a slot now
+        observer.watch_streams(lambda: self._streaming)
+        observer.watch_queued(self._lanes.queued)
 
     async def __aenter__(self) -> Conversations:
         return self
@@ -148,6 +156,11 @@ class Conversations:
     def inflight(self) -> InflightLog:
         """Where frontends record replies being shown, for recovery after a crash."""
         return self._inflight
+
+    @property
+    def observer(self) -> Observer:
+        """Where frontends report what core cannot see (a platform's 429s, first text shown)."""
+        return self._observer
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -321,18 +334,24 @@ class Conversations:
     # The turn.
 
     async def _queue(self, chat: ChatKey, job: _Job, sink: ReplySink) -> Reply | Failure:
-        ctx = _Ctx(str(chat), job, sink)
-        try:
-            async with self._lanes.turn(
-                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
-            ):
-                return await self._turn(chat.platform, ctx)
-        except QueueFull:
-            return await _fail(sink, Failure("busy"))
-        except asyncio.CancelledError:
-            # Shutdown: say so, briefly, so the user knows to send the message again.
-            await _interrupted(sink, Failure("interrupted", ctx.partial()))
-            raise
+        turn = TurnTrace(str(chat), chat.platform, new_request_id(), self._observer)
+        ctx = _Ctx(turn.chat, job, sink, turn)
+        with in_trace(turn):  # log lines and the Kamiya request carry the chat and request id
+            try:
+                async with self._lanes.turn(
+                    ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
+                ):
+                    outcome = await self._turn(chat.platform, ctx)
+            except QueueFull:
+                outcome = await _fail(sink, Failure("busy"))
+            except asyncio.CancelledError:
+                # Shutdown: say so, briefly, so the user knows to send the message again.
+                self._observer.replied(chat.platform, "interrupted")
+                await _interrupted(sink, Failure("interrupted", ctx.partial()))
+                raise
+            kind = "ok" if isinstance(outcome, Reply) else outcome.kind
+            self._observer.replied(chat.platform, kind)
+            return outcome
 
     async def _turn(self, platform: str, ctx: _Ctx) -> Reply | Failure:
         job = ctx.job
@@ -530,11 +549,29 @@ class Conversations:
     async def _bounded(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
         streams = self._streams
         if streams is None:
-            return await self._retries.run(work, lambda: bool(ctx.shown))
+            return await self._asking(ctx, work)
         if streams.locked():
             await _quiet(ctx.sink.busy())
         async with streams:
-            return await self._retries.run(work, lambda: bool(ctx.shown))
+            return await self._asking(ctx, work)
+
+    async def _asking(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
+        """The stream itself (retried before its first byte): counted, timed, each failed
+        attempt reported by its error class."""
+
+        async def attempt() -> T:
+            try:
+                return await work()
+            except KamiyaError as exc:
+                self._observer.kamiya_error(type(exc).__name__)
+                raise
+
+        ctx.turn.asked()
+        self._streaming += 1
+        try:
+            return await self._retries.run(attempt, lambda: bool(ctx.shown))
+        finally:
+            self._streaming -= 1
 
     async def _stream(self, ctx: _Ctx, content: str, conversation_id: str | None) -> Final:
         final: Final | None = None
@@ -569,6 +606,8 @@ class Conversations:
             async with self._title_turns, asyncio.timeout(TITLE_TIMEOUT_S):
                 title = tidy_title(await self._client.complete(messages, self._title_model))
         except (KamiyaError, TimeoutError) as exc:
+            if isinstance(exc, KamiyaError):
+                self._observer.kamiya_error(type(exc).__name__)
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
@@ -579,6 +618,7 @@ def conversations_from_config(
     store: ConversationStore,
     config: Config,
     *,
+    observer: Observer = NULL_OBSERVER,
     clock: Callable[[], datetime] = utc_now,
 ) -> Conversations:
     settings = config.conversation
@@ -596,6 +636,7 @@ def conversations_from_config(
         chars_per_day=config.limits.chars_per_day,
         retries=RetryPolicy(config.kamiya.retries, max_s=config.kamiya.retry_max_s),
         max_streams=config.bot.max_concurrent_streams,
+        observer=observer,
         clock=clock,
     )
 
