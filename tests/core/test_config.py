@@ -102,3 +102,25 @@ def test_invalid_toml_is_one_clear_line(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     with pytest.raises(ConfigError, match="directory"):
         load_config(tmp_path, {})
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("", None),
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:9464", ("::1", 9464)),
+    ],
+)
+def test_metrics_listen_is_off_or_a_host_and_port(tmp_path, listen, address):
+    config = load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'), {})
+    assert config.metrics.address == address
+
+
+@pytest.mark.parametrize(
+    "listen", ["9464", ":9464", "127.0.0.1:", "host:port", "h:70000", "a b:1"]
+)
+def test_a_bad_metrics_listen_is_one_clear_error(tmp_path, listen):
+    with pytest.raises(ConfigError, match=r"\[metrics\] listen: .*host:port"):
+        load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'), {})

@@ -59,7 +59,8 @@ class Ops:
     async def reaches(self, name: str, want: float, **labels: str) -> None:
         """Scrape until the sample is ``want`` (a reply ends a moment after it shows)."""
         async with asyncio.timeout(10):
-            while await self.value(name, **labels) != want:
+            # A bounded poll: the deadline above turns a value that never comes into a failure.
+            while await self.value(name, **labels) != want:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
     async def settled(self) -> None:
@@ -67,7 +68,9 @@ class Ops:
 
 
 @pytest.fixture
-async def ops(tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path, settings_toml: str):
+async def ops(
+    tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path, settings_toml: str
+) -> AsyncIterator[Ops]:
     config = write_config(
         tmp_path, kamiya_url=fake.base_url, telegram_url=tg.base_url, extra=settings_toml, key=KEY
     )
@@ -92,11 +95,11 @@ async def test_a_reply_counts_ok_and_times_its_first_token_and_first_visible_tex
     samples = await ops.metrics()
 
     def sample(name: str) -> float:
-        return samples[(name, (("platform", "telegram"),))]
+        return float(samples[(name, (("platform", "telegram"),))])
 
     assert sample("kamiya_bot_first_token_seconds_count") == 1
     assert sample("kamiya_bot_first_visible_seconds_count") == 1
-    assert 0 < sample("kamiya_bot_first_token_seconds_sum")
+    assert sample("kamiya_bot_first_token_seconds_sum") > 0
     assert sample("kamiya_bot_first_token_seconds_sum") <= sample(
         "kamiya_bot_first_visible_seconds_sum"
     )
