@@ -536,7 +536,7 @@ class LiveRenderer:
         finally:
             self._gate.record(made)  # also releases the bot-wide slot ``reserve`` took
         self.calls += made
-        if self._turn is not None:
+        if made and self._turn is not None:
             self._turn.first_visible()  # the reply's text is on screen
             self._turn = None
         return True
