@@ -177,10 +177,10 @@ class KamiyaClient:
             raise self._scrub(_transport_error(exc, streaming=streaming)) from None
 
     def _headers(self) -> dict[str, str]:
-        turn = current_trace()  # once per request: so Kamiya's logs match ours
-        if turn is None:
+        trace = current_trace()  # once per request: so Kamiya's logs match ours
+        if trace is None:
             return {"Authorization": f"Bearer {self.__key}"}
-        return {"Authorization": f"Bearer {self.__key}", "X-Request-Id": turn.request_id}
+        return {"Authorization": f"Bearer {self.__key}", "X-Request-Id": trace.request_id}
 
     def _scrub(self, error: KamiyaError) -> KamiyaError:
         """Upstream text is echoed to users; make sure it can never carry the key."""

@@ -83,7 +83,7 @@ class _Ctx:
     key: str
     job: _Job
     sink: ReplySink
-    turn: TurnTrace
+    trace: TurnTrace
     shown: str = ""
 
     def partial(self) -> str:
@@ -334,9 +334,9 @@ class Conversations:
     # The turn.
 
     async def _queue(self, chat: ChatKey, job: _Job, sink: ReplySink) -> Reply | Failure:
-        turn = TurnTrace(str(chat), chat.platform, new_request_id(), self._observer)
-        ctx = _Ctx(turn.chat, job, sink, turn)
-        with in_trace(turn):  # log lines and the Kamiya request carry the chat and request id
+        trace = TurnTrace(str(chat), chat.platform, new_request_id(), self._observer)
+        ctx = _Ctx(trace.chat, job, sink, trace)
+        with in_trace(trace):  # log lines and the Kamiya request carry the chat and request id
             try:
                 async with self._lanes.turn(
                     ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead))
@@ -566,7 +566,7 @@ class Conversations:
                 self._observer.kamiya_error(type(exc).__name__)
                 raise
 
-        ctx.turn.asked()
+        ctx.trace.asked()
         self._streaming += 1
         try:
             return await self._retries.run(attempt, lambda: bool(ctx.shown))

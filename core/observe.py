@@ -145,10 +145,10 @@ def new_request_id() -> str:
 
 
 @contextmanager
-def in_trace(turn: TurnTrace) -> Iterator[TurnTrace]:
-    """``turn`` is current inside (and in the tasks started inside)."""
-    token = _current.set(turn)
+def in_trace(trace: TurnTrace) -> Iterator[TurnTrace]:
+    """``trace`` is current inside (and in the tasks started inside, which copy the context)."""
+    token = _current.set(trace)
     try:
-        yield turn
+        yield trace
     finally:
         _current.reset(token)

@@ -460,7 +460,7 @@ class LiveRenderer:
         self._wake = asyncio.Event()
         self._max_final_attempts = max_final_attempts
         self._task: asyncio.Task[None] | None = None
-        self._turn: TurnTrace | None = None  # whose first text this shows, once text came
+        self._trace: TurnTrace | None = None  # whose first text this shows, once text came
         self.calls = 0
         self.updates_shown = 0
 
@@ -471,9 +471,9 @@ class LiveRenderer:
         self._latest = text
         self._wake.set()
         if self._task is None:  # the reply's first text: timed once, nothing per token
-            self._turn = current_trace()
-            if self._turn is not None:
-                self._turn.first_token()
+            self._trace = current_trace()
+            if self._trace is not None:
+                self._trace.first_token()
             self._task = asyncio.create_task(self._run(), name="live-renderer")
 
     async def finish(self, text: str) -> None:
@@ -536,9 +536,9 @@ class LiveRenderer:
         finally:
             self._gate.record(made)  # also releases the bot-wide slot ``reserve`` took
         self.calls += made
-        if made and self._turn is not None:
-            self._turn.first_visible()  # the reply's text is on screen
-            self._turn = None
+        if made and self._trace is not None:
+            self._trace.first_visible()  # the reply's text is on screen
+            self._trace = None
         return True
 
     async def _pace(self, priority: Priority) -> None:
