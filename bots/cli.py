@@ -15,14 +15,18 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
 from rich.console import Console
 
 from bots import loop
 from bots.check import run_checks
 from bots.logs import configure_logging
+from bots.metrics import PrometheusObserver
+from bots.ops import OpsServer
 from bots.runner import NoFrontend, StartFailed, select_frontends, serve, stop_on_signals
 from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
 from core import (
+    NULL_OBSERVER,
     ConfigError,
     Conversations,
     KamiyaClient,
@@ -37,7 +41,8 @@ from storage import SqlStore, StorageError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
-    from core import Config
+    from core import Config, Observer
+    from storage import ConversationStore
 
 __all__ = ["main"]
 
@@ -61,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     quiet = args.command == "chat"
-    configure_logging("WARNING" if quiet else config.log.level, config.secrets())
+    configure_logging(
+        "WARNING" if quiet else config.log.level, config.secrets(), config.log.format
+    )
     if args.config:
         _warn_if_exposed(args.config)
     try:
@@ -98,9 +105,22 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     if not config.kamiya.api_key.get_secret_value():
         raise Fatal("no Kamiya API key: set KAMIYA_API_KEY or [kamiya] api_key")
     stop = asyncio.Event()
+    address = config.metrics.address
+    registry = CollectorRegistry()  # ours, not prometheus-client's global one
+    observer = NULL_OBSERVER if address is None else PrometheusObserver(registry)
     async with contextlib.AsyncExitStack() as stack:
-        conversations = await _open_core(stack, config, config.kamiya.base_url)
+        conversations, store = await _open_core(
+            stack, config, config.kamiya.base_url, observer=observer
+        )
         frontends = [factory(config, conversations) for factory in factories]
+        if address is not None:
+            ops = OpsServer(*address, registry, ping=store.ping, components=frontends)
+            try:
+                await stack.enter_async_context(ops)
+            except OSError as exc:
+                raise Fatal(
+                    f"[metrics] listen = {config.metrics.listen!r}: {exc.strerror}"
+                ) from None
         with stop_on_signals(stop.set):
             await serve(frontends, stop, grace_s=config.bot.shutdown_grace_s)
     return EXIT_OK
@@ -120,7 +140,7 @@ async def _chat(args: argparse.Namespace, config: Config) -> int:
                 "no Kamiya API key: set KAMIYA_API_KEY or [kamiya] api_key, "
                 "or try `kamiya-bot chat --offline`"
             )
-        conversations = await _open_core(stack, config, base_url, offline=args.offline)
+        conversations, _ = await _open_core(stack, config, base_url, offline=args.offline)
         user = _user()
         if sys.stdin.isatty():
             console = Console()
@@ -153,8 +173,13 @@ _COMMANDS = {"run": _run, "chat": _chat, "check": _check}
 
 
 async def _open_core(
-    stack: contextlib.AsyncExitStack, config: Config, base_url: str, *, offline: bool = False
-) -> Conversations:
+    stack: contextlib.AsyncExitStack,
+    config: Config,
+    base_url: str,
+    *,
+    offline: bool = False,
+    observer: Observer = NULL_OBSERVER,
+) -> tuple[Conversations, ConversationStore]:
     try:
         store = await SqlStore.open(config.storage.url)
     except StorageError as exc:
@@ -163,7 +188,10 @@ async def _open_core(
     http = await stack.enter_async_context(build_http_client(config.kamiya))
     key = "offline" if offline else config.kamiya.api_key.get_secret_value()
     client = KamiyaClient(http, base_url=base_url, api_key=key)
-    return await stack.enter_async_context(conversations_from_config(client, store, config))
+    conversations = await stack.enter_async_context(
+        conversations_from_config(client, store, config, observer=observer)
+    )
+    return conversations, store
 
 
 def _warn_if_exposed(path: str) -> None:

@@ -41,6 +41,10 @@ class Frontend(Protocol):
 
     async def stop(self) -> None: ...
 
+    def healthy(self) -> bool:
+        """Whether it serves now (``/healthz``): connected, receiving updates."""
+        ...
+
 
 #: Builds a frontend from the config and the shared adapter.
 FrontendFactory: TypeAlias = "Callable[[Config, Conversations], Frontend]"

@@ -15,6 +15,7 @@ from core.config import (
     KamiyaSettings,
     LimitSettings,
     LogSettings,
+    MetricsSettings,
     StorageSettings,
     TelegramSettings,
     load_config,
@@ -46,11 +47,13 @@ from core.events import Event, Final, TextDelta
 from core.frontend import ChatKey, Failure, Reply, ReplySink
 from core.lanes import Lanes, QueueFull
 from core.models import DEFAULT
+from core.observe import NULL_OBSERVER, NullObserver, Observer, TurnTrace, current_trace
 from core.texts import duration, failure_markdown, failure_text, language, text
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
 __all__ = [
     "DEFAULT",
+    "NULL_OBSERVER",
     "BadKey",
     "BlockingNotSupported",
     "ChatKey",
@@ -74,8 +77,11 @@ __all__ = [
     "LogSettings",
     "MalformedEvent",
     "Message",
+    "MetricsSettings",
     "ModelChange",
     "NoPermission",
+    "NullObserver",
+    "Observer",
     "OutOfCredit",
     "QueueFull",
     "RateLimited",
@@ -86,11 +92,13 @@ __all__ = [
     "StorageSettings",
     "TelegramSettings",
     "TextDelta",
+    "TurnTrace",
     "UpstreamFailure",
     "UserUsage",
     "build_http_client",
     "can_block",
     "conversations_from_config",
+    "current_trace",
     "duration",
     "entry_label",
     "failure_markdown",

@@ -25,6 +25,7 @@ from core.errors import (
     UpstreamFailure,
 )
 from core.events import Event, StreamReader, TextDelta, error_from_body
+from core.observe import current_trace
 from core.sse import SseStream
 
 if TYPE_CHECKING:
@@ -176,7 +177,10 @@ class KamiyaClient:
             raise self._scrub(_transport_error(exc, streaming=streaming)) from None
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.__key}"}
+        trace = current_trace()  # once per request: so Kamiya's logs match ours
+        if trace is None:
+            return {"Authorization": f"Bearer {self.__key}"}
+        return {"Authorization": f"Bearer {self.__key}", "X-Request-Id": trace.request_id}
 
     def _scrub(self, error: KamiyaError) -> KamiyaError:
         """Upstream text is echoed to users; make sure it can never carry the key."""

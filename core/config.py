@@ -39,6 +39,7 @@ __all__ = [
     "KamiyaSettings",
     "LimitSettings",
     "LogSettings",
+    "MetricsSettings",
     "StorageSettings",
     "TelegramSettings",
     "config_path",
@@ -223,6 +224,33 @@ class DiscordSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "text": one readable line per record; "json": one JSON object per line, for collectors.
+    format: Literal["text", "json"] = "text"
+
+
+def _host_port(value: str) -> str:
+    """``""`` (off) or ``host:port``; an IPv6 host in brackets, ``[::1]:9464``."""
+    if not value:
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    if host.startswith("[") != host.endswith("]") or any(c.isspace() for c in host):
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    return value
+
+
+class MetricsSettings(_Section):
+    # Where /metrics (Prometheus) and /healthz are served; "" serves nothing.
+    listen: Annotated[str, Strict(), AfterValidator(_host_port)] = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``(host, port)`` to bind (brackets of an IPv6 host dropped), ``None`` when off."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class Config(_Section):
@@ -234,6 +262,7 @@ class Config(_Section):
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
     log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def secrets(self) -> list[str]:
         """Every non-empty secret, so log filters can scrub them."""

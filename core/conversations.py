@@ -30,6 +30,7 @@ from core.inflight import InflightLog
 from core.lanes import Lanes, QueueFull
 from core.limits import Limits
 from core.models import DEFAULT, ModelAccess
+from core.observe import NULL_OBSERVER, TurnTrace, in_trace, new_request_id
 from core.retries import RetryPolicy
 from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from core.client import KamiyaClient
     from core.config import Config
+    from core.observe import Observer
     from storage.protocol import ChatState, ConversationRecord, ConversationStore, Place
 
 __all__ = ["Conversations", "conversations_from_config"]
@@ -81,6 +83,7 @@ class _Ctx:
     key: str
     job: _Job
     sink: ReplySink
+    trace: TurnTrace
     shown: str = ""
 
     def partial(self) -> str:
@@ -112,6 +115,7 @@ class Conversations:
         chars_per_day: int = 0,
         retries: RetryPolicy = NO_RETRIES,
         max_streams: int | None = None,
+        observer: Observer = NULL_OBSERVER,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._client = client
@@ -139,6 +143,10 @@ class Conversations:
         self._placing = Background("placing")
         self._title_turns = asyncio.Semaphore(TITLES_AT_ONCE)
         self._running: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        self._observer = observer
+        self._streaming = 0  # Kamiya streams holding a slot now
+        observer.watch_streams(lambda: self._streaming)
+        observer.watch_queued(self._lanes.queued)
 
     async def __aenter__(self) -> Conversations:
         return self
@@ -150,6 +158,11 @@ class Conversations:
     def inflight(self) -> InflightLog:
         """Where frontends record replies being shown, for recovery after a crash."""
         return self._inflight
+
+    @property
+    def observer(self) -> Observer:
+        """Where frontends report what core cannot see (a platform's 429s, first text shown)."""
+        return self._observer
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -334,20 +347,26 @@ class Conversations:
         sink: ReplySink,
         placed: Callable[[], object] | None = None,
     ) -> Reply | Failure:
-        ctx = _Ctx(str(chat), job, sink)
-        try:
-            async with self._chat_turn(
-                ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead)), placed=placed
-            ):
-                return await self._turn(chat.platform, ctx)
-        except QueueFull:
-            return await _fail(sink, Failure("busy"))
-        except _LineDown:
-            return await _fail(sink, Failure("storage"))
-        except asyncio.CancelledError:
-            # Shutdown: say so, briefly, so the user knows to send the message again.
-            await _interrupted(sink, Failure("interrupted", ctx.partial()))
-            raise
+        trace = TurnTrace(str(chat), chat.platform, new_request_id(), self._observer)
+        ctx = _Ctx(trace.chat, job, sink, trace)
+        with in_trace(trace):  # log lines and the Kamiya request carry the chat and request id
+            try:
+                async with self._chat_turn(
+                    ctx.key, on_queued=lambda ahead: _quiet(sink.queued(ahead)), placed=placed
+                ):
+                    outcome = await self._turn(chat.platform, ctx)
+            except QueueFull:
+                outcome = await _fail(sink, Failure("busy"))
+            except _LineDown:
+                outcome = await _fail(sink, Failure("storage"))
+            except asyncio.CancelledError:
+                # Shutdown: say so, briefly, so the user knows to send the message again.
+                self._observer.replied(chat.platform, "interrupted")
+                await _interrupted(sink, Failure("interrupted", ctx.partial()))
+                raise
+            kind = "ok" if isinstance(outcome, Reply) else outcome.kind
+            self._observer.replied(chat.platform, kind)
+            return outcome
 
     @asynccontextmanager
     async def _chat_turn(
@@ -571,11 +590,29 @@ class Conversations:
     async def _bounded(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
         streams = self._streams
         if streams is None:
-            return await self._retries.run(work, lambda: bool(ctx.shown))
+            return await self._asking(ctx, work)
         if streams.locked():
             await _quiet(ctx.sink.busy())
         async with streams:
-            return await self._retries.run(work, lambda: bool(ctx.shown))
+            return await self._asking(ctx, work)
+
+    async def _asking(self, ctx: _Ctx, work: Callable[[], Awaitable[T]]) -> T:
+        """The stream itself (retried before its first byte): counted, timed, each failed
+        attempt reported by its error class."""
+
+        async def attempt() -> T:
+            try:
+                return await work()
+            except KamiyaError as exc:
+                self._observer.kamiya_error(type(exc).__name__)
+                raise
+
+        ctx.trace.asked()
+        self._streaming += 1
+        try:
+            return await self._retries.run(attempt, lambda: bool(ctx.shown))
+        finally:
+            self._streaming -= 1
 
     async def _stream(self, ctx: _Ctx, content: str, conversation_id: str | None) -> Final:
         final: Final | None = None
@@ -610,6 +647,8 @@ class Conversations:
             async with self._title_turns, asyncio.timeout(TITLE_TIMEOUT_S):
                 title = tidy_title(await self._client.complete(messages, self._title_model))
         except (KamiyaError, TimeoutError) as exc:
+            if isinstance(exc, KamiyaError):
+                self._observer.kamiya_error(type(exc).__name__)
             log.info("conversation %s: no title from Kamiya (%r)", conversation_id, exc)
             title = ""
         await self._store.set_title(conversation_id, title or fallback_title(content))
@@ -632,6 +671,7 @@ def conversations_from_config(
     store: ConversationStore,
     config: Config,
     *,
+    observer: Observer = NULL_OBSERVER,
     clock: Callable[[], datetime] = utc_now,
 ) -> Conversations:
     settings = config.conversation
@@ -649,6 +689,7 @@ def conversations_from_config(
         chars_per_day=config.limits.chars_per_day,
         retries=RetryPolicy(config.kamiya.retries, max_s=config.kamiya.retry_max_s),
         max_streams=config.bot.max_concurrent_streams,
+        observer=observer,
         clock=clock,
     )
 

@@ -87,6 +87,7 @@ class RecordedRequest:
     started: float
     finished: float | None = None
     response_conversation_id: str | None = None
+    request_id: str | None = None  # the X-Request-Id header
 
 
 class FakeKamiya:
@@ -204,6 +205,7 @@ class FakeKamiya:
             authorized=self.api_key is None
             or request.headers.get("Authorization") == f"Bearer {self.api_key}",
             started=time.monotonic(),
+            request_id=request.headers.get("X-Request-Id"),
         )
         cid = record.conversation_id
         task = asyncio.current_task()

@@ -42,6 +42,10 @@ class Lanes:
         lane = self._lanes.get(key)
         return 0 if lane is None else int(lane.busy) + len(lane.waiting)
 
+    def queued(self) -> int:
+        """Turns waiting behind another of their key, over every key (read when scraped)."""
+        return sum(len(lane.waiting) for lane in self._lanes.values())
+
     @asynccontextmanager
     async def turn(
         self,

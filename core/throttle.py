@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol
 
+from core.observe import NULL_OBSERVER, current_trace
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
+
+    from core.observe import Observer, TurnTrace
 
 __all__ = ["ChatGate", "Gates", "LiveRenderer", "PaceLimits", "Priority", "RetryLater", "Surface"]
 
@@ -145,6 +149,10 @@ class _Window:
         """Whether a chat is waiting for a slot (a newcomer goes behind it)."""
         return self._head() is not None
 
+    def waiting(self) -> int:
+        """Chats waiting for a slot now (a promoted ticket stands in two queues: once)."""
+        return len({id(t) for queue in self._queues for t in queue if not t.future.done()})
+
     def _head(self) -> deque[_Ticket] | None:
         """The queue to serve next: the most urgent one with a ticket still waiting."""
         for queue in self._queues:
@@ -209,8 +217,10 @@ class ChatGate:
         *,
         shared: _Window | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_penalty: Callable[[], None] | None = None,
     ) -> None:
         self._limits = limits
+        self._on_penalty = on_penalty
         self._clock = clock
         self._tokens = float(limits.burst)
         self._stamp = clock()
@@ -341,6 +351,8 @@ class ChatGate:
     def penalize(self, retry_after: float) -> None:
         """A 429: hold every call of this chat for ``retry_after`` seconds."""
         self._penalty_until = max(self._penalty_until, self._clock() + retry_after)
+        if self._on_penalty is not None:
+            self._on_penalty()
 
     @property
     def penalized(self) -> bool:
@@ -379,12 +391,28 @@ class ChatGate:
 
 
 class Gates:
-    """One ``ChatGate`` per chat, sharing the bot-wide cap; limits may differ per chat kind."""
+    """One ``ChatGate`` per chat, sharing the bot-wide cap; limits may differ per chat kind.
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    ``observer`` hears each 429 of ``platform`` (a chat penalised), and reads how many chats
+    wait for the bot-wide cap when it is scraped.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        observer: Observer = NULL_OBSERVER,
+        platform: str = "",
+    ) -> None:
         self._clock = clock
         self._gates: dict[Hashable, ChatGate] = {}
         self._shared: dict[float, _Window] = {}
+        self._on_penalty = lambda: observer.rate_limited(platform)
+        observer.watch_cap_waiting(platform, self.waiting)
+
+    def waiting(self) -> int:
+        """Chats waiting for a slot of the bot-wide cap now."""
+        return sum(window.waiting() for window in self._shared.values())
 
     def get(self, chat: Hashable, limits: PaceLimits) -> ChatGate:
         gate = self._gates.get(chat)
@@ -395,7 +423,9 @@ class Gates:
                 shared = self._shared.get(rate)
                 if shared is None:
                     shared = self._shared[rate] = _Window(max(1, int(rate)), 1.0, self._clock)
-            gate = self._gates[chat] = ChatGate(limits, shared=shared, clock=self._clock)
+            gate = self._gates[chat] = ChatGate(
+                limits, shared=shared, clock=self._clock, on_penalty=self._on_penalty
+            )
         return gate
 
 
@@ -430,6 +460,7 @@ class LiveRenderer:
         self._wake = asyncio.Event()
         self._max_final_attempts = max_final_attempts
         self._task: asyncio.Task[None] | None = None
+        self._trace: TurnTrace | None = None  # whose first text this shows, once text came
         self.calls = 0
         self.updates_shown = 0
 
@@ -439,7 +470,10 @@ class LiveRenderer:
             return
         self._latest = text
         self._wake.set()
-        if self._task is None:
+        if self._task is None:  # the reply's first text: timed once, nothing per token
+            self._trace = current_trace()
+            if self._trace is not None:
+                self._trace.first_token()
             self._task = asyncio.create_task(self._run(), name="live-renderer")
 
     async def finish(self, text: str) -> None:
@@ -502,6 +536,9 @@ class LiveRenderer:
         finally:
             self._gate.record(made)  # also releases the bot-wide slot ``reserve`` took
         self.calls += made
+        if made and self._trace is not None:
+            self._trace.first_visible()  # the reply's text is on screen
+            self._trace = None
         return True
 
     async def _pace(self, priority: Priority) -> None:

@@ -74,7 +74,7 @@ class DiscordFrontend:
         self._client: BotClient | None = None
         self._runner: asyncio.Task[None] | None = None
         self._tasks = Background("discord")
-        self._gates = Gates()
+        self._gates = Gates(observer=conversations.observer, platform="discord")
         self._commands = Commands(self, conversations, config.discord)
         # Per channel, the message whose Regenerate button still applies (this process's).
         self._regenerable: dict[ChatKey, tuple[Channel, int]] = {}
@@ -97,6 +97,15 @@ class DiscordFrontend:
         """Replies still in progress, and the recovery at start (what shutdown drains; tests
         wait on it)."""
         return len(self._tasks)
+
+    def healthy(self) -> bool:
+        """Up: ready once, its gateway loop still running, and the gateway's websocket open
+        now (between a drop and the reconnect it is not)."""
+        client, runner = self._client, self._runner
+        if client is None or runner is None or runner.done() or self._closing:
+            return False
+        ws: discord.gateway.DiscordWebSocket | None = client.ws  # None until connected
+        return client.is_ready() and ws is not None and ws.open
 
     async def start(self) -> None:
         use_endpoints(self._settings)

@@ -124,6 +124,11 @@ class TelegramFrontend:
         """Replies and answers still in progress (what shutdown drains; tests wait on it)."""
         return len(self._tasks)
 
+    def healthy(self) -> bool:
+        """Up: started, and the long poll (the updater) and the update handling running."""
+        app = self._app
+        return app is not None and app.running and app.updater is not None and app.updater.running
+
     async def start(self) -> None:
         settings = self._settings
         base = settings.base_url

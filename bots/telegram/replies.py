@@ -42,7 +42,7 @@ class Replies:
         self._settings = settings
         self._bot = bot
         self.marks = RegenerateMarks(bot)
-        self._gates = Gates()
+        self._gates = Gates(observer=conversations.observer, platform="telegram")
         self._no_drafts: set[int] = set()
         self._private = PaceLimits(
             per_second=settings.per_chat_per_s,

@@ -31,6 +31,9 @@ class Dummy:
         if self._hang:
             await asyncio.Event().wait()
 
+    def healthy(self) -> bool:
+        return True
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_a_signal_stops_every_frontend_in_reverse_order(sig):

@@ -167,3 +167,25 @@ def test_the_config_file_comes_from_the_command_line_else_kamiya_bot_config():
     assert config_path(None, env) == "/config/config.toml"
     assert config_path(None, {"KAMIYA_BOT_CONFIG": " "}) is None
     assert config_path(None, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        ("", None),
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("localhost:0", ("localhost", 0)),
+        ("[::1]:9464", ("::1", 9464)),
+    ],
+)
+def test_metrics_listen_is_off_or_a_host_and_port(tmp_path, listen, address):
+    config = load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'), {})
+    assert config.metrics.address == address
+
+
+@pytest.mark.parametrize(
+    "listen", ["9464", ":9464", "127.0.0.1:", "host:port", "h:70000", "a b:1"]
+)
+def test_a_bad_metrics_listen_is_one_clear_error(tmp_path, listen):
+    with pytest.raises(ConfigError, match=r"\[metrics\] listen: .*host:port"):
+        load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'), {})

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import TYPE_CHECKING
 
 import pytest
 
+from core.observe import NullObserver
 from core.throttle import ChatGate, Gates, LiveRenderer, PaceLimits, Priority, RetryLater
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.looptime
 
@@ -306,3 +311,39 @@ async def test_a_spare_slot_is_taken_only_when_nobody_waits_for_one():
     assert typing.spare()  # served: the slot left is spare again
     typing.spent()
     assert not typing.spare()
+
+
+class Watching(NullObserver):
+    """Keeps what ``Gates`` hands an observer: its cap-waiting reader, its 429s."""
+
+    def __init__(self) -> None:
+        self.limited: list[str] = []
+        self.waiting: dict[str, Callable[[], int]] = {}
+
+    def rate_limited(self, platform: str) -> None:
+        self.limited.append(platform)
+
+    def watch_cap_waiting(self, platform: str, read: Callable[[], int]) -> None:
+        self.waiting[platform] = read
+
+
+async def test_gates_count_chats_waiting_for_the_bot_wide_cap_and_report_each_429():
+    observer = Watching()
+    gates = Gates(clock=asyncio.get_running_loop().time, observer=observer, platform="tg")
+    limits = PaceLimits(global_per_second=1)
+    first = gates.get("a", limits)
+    await first.acquire()
+    first.record()
+    queued = [asyncio.create_task(gates.get(c, limits).acquire()) for c in "bc"]
+    await asyncio.sleep(0.1)
+    assert observer.waiting["tg"]() == 2
+    gates.get("b", limits).hurry(Priority.FINAL)  # two places in line, one chat
+    assert observer.waiting["tg"]() == 2
+    await queued[0]
+    assert observer.waiting["tg"]() == 1
+    queued[1].cancel()
+    await asyncio.gather(queued[1], return_exceptions=True)
+    assert observer.waiting["tg"]() == 0
+    assert observer.limited == []
+    first.penalize(3.0)
+    assert observer.limited == ["tg"]

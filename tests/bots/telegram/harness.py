@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bots.telegram.app import TelegramFrontend
-from core import Conversations, KamiyaClient, build_http_client, load_config
+from core import NULL_OBSERVER, Conversations, KamiyaClient, build_http_client, load_config
 from core.retries import RetryPolicy
 from storage import SqlStore
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from core import Config
+    from core import Config, Observer
     from storage import ConversationStore
 
 TOKEN = "123456:TEST-TOKEN"
@@ -66,9 +66,11 @@ async def running_bot(
     titles: bool = False,
     clock: Callable[[], datetime] | None = None,
     store: ConversationStore | None = None,
+    observer: Observer = NULL_OBSERVER,
 ) -> AsyncIterator[Bot]:
     """The bot as ``kamiya-bot run`` wires it from ``config``; ``store`` (kept open: a restart
-    that shares it keeps its data) replaces the configured database, ``clock`` core's clock."""
+    that shares it keeps its data) replaces the configured database, ``clock`` core's clock,
+    ``observer`` hears core's events (metrics)."""
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(build_http_client(config.kamiya))
         if store is None:
@@ -76,7 +78,13 @@ async def running_bot(
         key = config.kamiya.api_key.get_secret_value()
         client = KamiyaClient(http, base_url=config.kamiya.base_url, api_key=key)
         conversations = await stack.enter_async_context(
-            Conversations(client, store, titles=titles, **_core_settings(config, clock))
+            Conversations(
+                client,
+                store,
+                titles=titles,
+                observer=observer,
+                **_core_settings(config, clock),
+            )
         )
         frontend = TelegramFrontend(config, conversations)
         await frontend.start()

@@ -14,7 +14,7 @@ import io
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bots.logs import configure_logging
 
@@ -51,13 +51,15 @@ class _Raw(logging.Handler):
 
 
 @contextmanager
-def capture_logs(secrets: Sequence[str]) -> Iterator[Captured]:
+def capture_logs(
+    secrets: Sequence[str], fmt: Literal["text", "json"] = "text"
+) -> Iterator[Captured]:
     captured = Captured()
     root = logging.getLogger()
     before, level = list(root.handlers), root.level
     levels = {name: logging.getLogger(name).level for name in LOUD + QUIET}
     with contextlib.redirect_stderr(captured.written):
-        configure_logging("DEBUG", secrets)  # replaces the root's handlers with its own
+        configure_logging("DEBUG", secrets, fmt)  # replaces the root's handlers with its own
     ours = list(root.handlers)
     raw = _Raw(captured.project)
     root.handlers[:0] = [raw]  # before the filter, which rewrites records in place
