@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 T0 = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 VERSION_TABLE = "alembic_version"
