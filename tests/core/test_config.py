@@ -33,7 +33,8 @@ def test_example_file_documents_every_key_and_loads_to_defaults():
     for section, model in Config.model_fields.items():
         assert f"[{section}]" in text
         assert model.annotation is not None
-        for key in model.annotation.model_fields:
+        for name, field in model.annotation.model_fields.items():
+            key = field.alias or name  # [storage] schema is pg_schema in Python
             assert f"\n{key} = " in text, f"{section}.{key} is not documented"
 
 
@@ -66,6 +67,12 @@ def test_secrets_are_hidden_from_repr():
         ("[conversation]\ntitles = 'yes'\n", "[conversation] titles", "boolean"),
         ("[log]\nlevel = 'LOUD'\n", "[log] level", "INFO"),
         ("kamiya = 3\n", "[kamiya]", "dictionary"),
+        ("[storage]\nschema = 'kamiya'\n", "[storage] schema", "only a PostgreSQL url"),
+        (
+            "[storage]\nurl = 'postgresql+asyncpg://db/k'\nschema = 'Kamiya-Bot'\n",
+            "[storage] schema",
+            "pattern",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
@@ -102,3 +109,8 @@ def test_invalid_toml_is_one_clear_line(tmp_path):
 def test_directory_instead_of_file(tmp_path):
     with pytest.raises(ConfigError, match="directory"):
         load_config(tmp_path, {})
+
+
+def test_a_postgresql_schema_is_read_from_the_file(tmp_path):
+    path = write(tmp_path, "[storage]\nurl = 'postgresql+asyncpg://db/k'\nschema = 'kamiya'\n")
+    assert load_config(path, {}).storage.pg_schema == "kamiya"
