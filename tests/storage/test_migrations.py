@@ -612,12 +612,16 @@ async def test_a_revision_newer_than_the_code_is_refused(
 # --- starting together -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("upgrading", [True, False], ids=["upgrade", "install"])
 async def test_two_stores_opening_a_fresh_database_together_migrate_once(
-    sql_target: SqlTarget, caplog: pytest.LogCaptureFixture
+    sql_target: SqlTarget, upgrading: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # install: how bots start; the second must find the first's tables, not refuse them.
     caplog.set_level(logging.INFO, logger="alembic")
 
-    first, second = await asyncio.gather(sql_target.open(), sql_target.open())
+    first, second = await asyncio.gather(
+        sql_target.open(upgrade=upgrading), sql_target.open(upgrade=upgrading)
+    )
 
     async with first, second:
         assert await inspect_with(first.engine, revision_of) == (head(),)
