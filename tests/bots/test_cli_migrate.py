@@ -210,8 +210,8 @@ def test_migrate_refuses_a_database_ahead_of_the_code(tmp_path, sqlite_target, c
 
 
 def test_migrate_creates_a_missing_postgresql_schema_the_bot_then_runs_on(
-    pg_schema: PgSchema, tmp_path, runnable, capsys
-):
+    pg_schema: PgSchema, tmp_path: Path, runnable: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "bot.toml"
     config.write_text(pg_schema.storage_toml(), encoding="utf-8")
 
