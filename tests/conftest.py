@@ -95,3 +95,23 @@ async def pg_schema(request: pytest.FixtureRequest) -> AsyncIterator[pg.PgSchema
 def sql_target(request: pytest.FixtureRequest) -> pg.SqlTarget:
     target: pg.SqlTarget = request.getfixturevalue(f"{request.param}_target")
     return target
+
+
+@pytest.fixture
+def default_database() -> str:
+    """What ``database`` is in a test ``on_each_database`` does not parametrize; a module
+    overrides it ("memory", "sqlite" or "postgresql")."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, default_database: str) -> pg.SqlTarget | None:
+    """Where a module's store lives; ``None``: the memory store.
+
+    Sync on purpose: an async fixture cannot ``getfixturevalue`` the async PostgreSQL one.
+    """
+    name: str = getattr(request, "param", default_database)
+    if name == "memory":
+        return None
+    target: pg.SqlTarget = request.getfixturevalue(f"{name}_target")
+    return target

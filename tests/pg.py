@@ -7,7 +7,8 @@ PostgreSQL is required: ``KAMIYA_REQUIRE_PG=1`` or ``CI=true`` (``.ci/run`` sets
 a silent skip would let a green CI hide an untested storage path, so they fail instead.
 
 Fixtures (registered in ``tests/conftest.py``): ``sqlite_target``, ``postgresql_target``,
-``sql_target`` (both), and ``pg_schema``: a URL and a schema name, not created, for a bot started
+``sql_target`` (both), ``database`` (``default_database`` unless ``on_each_database`` picks),
+and ``pg_schema``: a URL and a schema name, not created, for a bot started
 in a subprocess with ``[storage] schema``. Every test using PostgreSQL is marked ``postgres``
 (``pytest -m postgres``).
 """
@@ -128,6 +129,14 @@ async def pg_schema_for(config: pytest.Config, *, create: bool) -> AsyncIterator
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()
+
+
+def on_each_database(*, memory: bool = False) -> pytest.MarkDecorator:
+    """Run a test on SQLite and PostgreSQL (and the memory store if asked): parametrizes the
+    ``database`` fixture, which the module's store fixture opens. For the tests of a module that
+    exercise storage, not all of them: each PostgreSQL case costs a schema and a migration."""
+    backends = ("memory", *SQL_BACKENDS) if memory else SQL_BACKENDS
+    return pytest.mark.parametrize("database", backends, indirect=True)
 
 
 def sqlite_target_in(tmp_path: Path) -> SqlTarget:
