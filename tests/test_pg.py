@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.pg import NOT_TESTED, REQUIRE_PG_ENV, connect_admin, give_up, pg_required
@@ -41,3 +43,10 @@ async def test_an_unreachable_server_skips_the_test_elsewhere():
     assert isinstance(reason, str)
     with pytest.raises(pytest.skip.Exception, match=NOT_TESTED):
         give_up(reason, {})
+
+
+def test_ci_requires_postgresql_before_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    test_command = next(i for i, line in enumerate(ci) if line.endswith("&& pytest"))
+    assert f"export {REQUIRE_PG_ENV}=1" in ci[:test_command]
