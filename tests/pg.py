@@ -164,5 +164,6 @@ def banner(terminalreporter: pytest.TerminalReporter) -> None:
         longrepr = getattr(report, "longrepr", None)
         if isinstance(longrepr, tuple) and NOT_TESTED in str(longrepr[-1]):
             terminalreporter.write_sep("!", NOT_TESTED, red=True, bold=True)
-            terminalreporter.write_line(str(longrepr[-1]), red=True, bold=True)
+            reason = str(longrepr[-1]).removeprefix("Skipped: ")
+            terminalreporter.write_line(reason, red=True, bold=True)
             return
