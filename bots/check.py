@@ -16,6 +16,7 @@ import telegram
 from telegram.error import InvalidToken, TelegramError
 
 from bots.discord.endpoints import use_endpoints
+from bots.migrate import describe_state, schema_of
 from core import (
     BadKey,
     KamiyaClient,
@@ -23,7 +24,7 @@ from core import (
     OutOfCredit,
     build_http_client,
 )
-from storage import SqlStore, safe_url
+from storage import StorageError, read_schema, safe_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -47,11 +48,19 @@ class Probe:
         return f"{self.component:<9} {self.status:<5} {self.detail}"
 
 
-async def run_checks(config: Config) -> list[Probe]:
-    """Probe Kamiya, the database and each bot token, concurrently."""
+async def run_checks(config: Config, *, config_file: str | None = None) -> list[Probe]:
+    """Probe Kamiya, the database and its schema, and each bot token, concurrently.
+
+    ``config_file`` is named in the command a schema behind the code needs.
+    """
+
+    async def schema(config: Config) -> Probe:
+        return await _schema(config, config_file)
+
     probes: list[tuple[str, Callable[[Config], Awaitable[Probe]]]] = [
         ("kamiya", _kamiya),
         ("storage", _storage),
+        ("schema", schema),
         ("telegram", _telegram),
         ("discord", _discord),
     ]
@@ -95,12 +104,20 @@ async def _kamiya(config: Config) -> Probe:
 
 async def _storage(config: Config) -> Probe:
     url = config.storage.url
-    store = await SqlStore.open(url)
     try:
-        await store.ping()
-    finally:
-        await store.aclose()
-    return Probe("storage", "ok", f"{safe_url(url)}: reachable, schema ready")
+        await read_schema(url, schema=schema_of(config))
+    except StorageError as exc:
+        return Probe("storage", "fail", str(exc))
+    return Probe("storage", "ok", f"{safe_url(url)}: reachable")
+
+
+async def _schema(config: Config, config_file: str | None) -> Probe:
+    """Read only: ``check`` neither creates nor upgrades anything."""
+    try:
+        usable, line = await describe_state(config, config_file)
+    except StorageError:
+        return Probe("schema", "skip", "unknown: the database is not reachable")
+    return Probe("schema", "ok" if usable else "fail", line)
 
 
 async def _telegram(config: Config) -> Probe:

@@ -1,7 +1,8 @@
 """``kamiya-bot``: the one console script. Wires config, storage, the Kamiya client and frontends.
 
-Exit codes: 0 done (or stopped by SIGTERM/SIGINT); 1 a check or a scripted message failed;
-2 unusable configuration or nothing to run. Errors are one line on stderr, never a traceback.
+Exit codes: 0 done (or stopped by SIGTERM/SIGINT); 1 a check, a migration or a scripted message
+failed; 2 unusable configuration, a database schema behind or ahead of the code, or nothing to
+run. Errors are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bots import loop
 from bots.check import run_checks
 from bots.logs import configure_logging
 from bots.metrics import PrometheusObserver
+from bots.migrate import migrate, refusal, schema_of
 from bots.ops import OpsServer
 from bots.runner import NoFrontend, StartFailed, select_frontends, serve, stop_on_signals
 from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
@@ -36,7 +38,7 @@ from core import (
 )
 from core.config import ENV_CONFIG, config_path, secrets_in_file
 from core.fake_kamiya import FakeKamiya
-from storage import SqlStore, StorageError
+from storage import SchemaMismatch, SqlStore, StorageError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
@@ -97,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate the config and reach every component")
     check.add_argument("--config", metavar="FILE", help=_DEFAULT_CONFIG)
+    upgrade = sub.add_parser("migrate", help="upgrade the database schema to this version's")
+    upgrade.add_argument("--config", metavar="FILE", help=_DEFAULT_CONFIG)
     return parser
 
 
@@ -110,7 +114,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     observer = NULL_OBSERVER if address is None else PrometheusObserver(registry)
     async with contextlib.AsyncExitStack() as stack:
         conversations, store = await _open_core(
-            stack, config, config.kamiya.base_url, observer=observer
+            stack, args, config, config.kamiya.base_url, observer=observer
         )
         frontends = [factory(config, conversations) for factory in factories]
         if address is not None:
@@ -140,7 +144,7 @@ async def _chat(args: argparse.Namespace, config: Config) -> int:
                 "no Kamiya API key: set KAMIYA_API_KEY or [kamiya] api_key, "
                 "or try `kamiya-bot chat --offline`"
             )
-        conversations, _ = await _open_core(stack, config, base_url, offline=args.offline)
+        conversations, _ = await _open_core(stack, args, config, base_url, offline=args.offline)
         user = _user()
         if sys.stdin.isatty():
             console = Console()
@@ -163,17 +167,27 @@ async def _chat(args: argparse.Namespace, config: Config) -> int:
 
 async def _check(args: argparse.Namespace, config: Config) -> int:
     print(f"{'config':<9} {'ok':<5} {args.config or 'built-in defaults'}")  # noqa: T201
-    probes = await run_checks(config)
+    probes = await run_checks(config, config_file=args.config)
     for probe in probes:
         print(probe.line())  # noqa: T201
     return EXIT_FAILED if any(p.status == "fail" for p in probes) else EXIT_OK
 
 
-_COMMANDS = {"run": _run, "chat": _chat, "check": _check}
+async def _migrate(args: argparse.Namespace, config: Config) -> int:
+    try:
+        print(await migrate(config))  # noqa: T201
+    except StorageError as exc:
+        print(f"kamiya-bot: storage: {exc}", file=sys.stderr)  # noqa: T201
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+_COMMANDS = {"run": _run, "chat": _chat, "check": _check, "migrate": _migrate}
 
 
 async def _open_core(
     stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
     config: Config,
     base_url: str,
     *,
@@ -181,7 +195,11 @@ async def _open_core(
     observer: Observer = NULL_OBSERVER,
 ) -> tuple[Conversations, ConversationStore]:
     try:
-        store = await SqlStore.open(config.storage.url)
+        # A new database is created; one behind (or ahead of) this code is refused, with the
+        # command that upgrades it: a restart must not change a deployment's schema by itself.
+        store = await SqlStore.open(config.storage.url, schema=schema_of(config), upgrade=False)
+    except SchemaMismatch as exc:
+        raise Fatal(f"storage: {refusal(exc, args.config)}") from None
     except StorageError as exc:
         raise Fatal(f"storage: {exc}") from None
     stack.push_async_callback(store.aclose)

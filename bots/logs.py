@@ -130,3 +130,5 @@ def configure_logging(
     # httpx logs every request URL at INFO, and Telegram's URLs contain the bot token.
     for name in ("httpx", "httpcore", "aiohttp.access", "hpack"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic names each plugin it loads at INFO; its "Running upgrade" lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -122,6 +123,20 @@ class KamiyaSettings(_Section):
 
 class StorageSettings(_Section):
     url: Annotated[str, Strict(), Field(min_length=1)] = "sqlite+aiosqlite:///kamiya-bot.db"
+    # PostgreSQL only: the schema the tables live in ("" for the server's default, public), so
+    # deployments can share one database. Lower case, as PostgreSQL folds unquoted names.
+    # "schema" would shadow a BaseModel attribute, hence the alias.
+    pg_schema: Annotated[str, Strict(), Field(pattern=r"^([a-z_][a-z0-9_]{0,62})?$")] = Field(
+        default="", alias="schema"
+    )
+
+    @field_validator("pg_schema")
+    @classmethod
+    def _postgresql_only(cls, value: str, info: ValidationInfo) -> str:
+        url = info.data.get("url")
+        if value and isinstance(url, str) and not url.startswith("postgresql"):
+            raise PydanticCustomError("postgresql_only", "only a PostgreSQL url has schemas")
+        return value
 
 
 class ConversationSettings(_Section):

@@ -6,7 +6,13 @@ Core sees only ``storage.protocol``; the bots pick a backend: ``SqlStore`` for d
 
 from __future__ import annotations
 
-from storage.engine import StorageError, create_engine, create_schema, safe_url
+from storage.engine import (
+    SchemaMismatch,
+    StorageError,
+    create_engine,
+    create_schema,
+    safe_url,
+)
 from storage.memory import MemoryStore
 from storage.protocol import (
     ChatState,
@@ -19,6 +25,7 @@ from storage.protocol import (
     UsageRecord,
     UsageTotals,
 )
+from storage.schema import Migration, SchemaState, read_schema, upgrade_database
 from storage.sql import SqlStore
 
 __all__ = [
@@ -28,7 +35,10 @@ __all__ = [
     "ConversationStore",
     "InflightRecord",
     "MemoryStore",
+    "Migration",
     "Mode",
+    "SchemaMismatch",
+    "SchemaState",
     "SqlStore",
     "StorageError",
     "TurnRecord",
@@ -36,5 +46,7 @@ __all__ = [
     "UsageTotals",
     "create_engine",
     "create_schema",
+    "read_schema",
     "safe_url",
+    "upgrade_database",
 ]

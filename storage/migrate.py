@@ -8,7 +8,15 @@ process from code (no ``alembic.ini``): ``upgrade(engine)`` is all a start needs
 - A database made by ``create_all`` before migrations existed (the tables, no
   ``alembic_version``) is stamped at the baseline, which creates exactly those tables, and
   upgraded from there; its rows stay.
-- A database already at head is left alone, without even loading Alembic's scripts.
+- A database already at head is left alone.
+
+``upgrade`` is what ``kamiya-bot migrate`` (and every test) runs. A bot starting runs ``install``
+instead: it creates a new database at head but refuses, with ``SchemaMismatch``, one behind or
+ahead of the code, so that upgrading a deployment is the operator's step, not a restart's.
+``state`` reads where a database stands without changing it (``kamiya-bot check``).
+
+On PostgreSQL with a ``schema`` (``create_engine``'s, reached through ``search_path``), the
+upgrade first creates that schema if it is missing, inside the same locked transaction.
 
 Processes starting together must not migrate at once. On PostgreSQL the upgrade runs in one
 transaction holding ``pg_advisory_xact_lock(PG_LOCK_KEY)``: the second process waits, then finds
@@ -80,15 +88,17 @@ from typing import TYPE_CHECKING
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import String, column, func, inspect, select, table
+from sqlalchemy import String, column, func, inspect, select, table, text
+from sqlalchemy.schema import CreateSchema
 
 from storage.engine import StorageError
+from storage.schema import Migration, SchemaState
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["BASELINE", "HEAD", "PG_LOCK_KEY", "config", "head", "upgrade"]
+__all__ = ["BASELINE", "HEAD", "PG_LOCK_KEY", "config", "head", "install", "state", "upgrade"]
 
 _log = logging.getLogger(__name__)
 
@@ -129,15 +139,34 @@ def head() -> str:
     return current
 
 
-async def upgrade(engine: AsyncEngine, revision: str = HEAD) -> None:
+async def upgrade(
+    engine: AsyncEngine, revision: str = HEAD, *, schema: str | None = None
+) -> Migration:
     """Upgrade the database behind ``engine`` to ``revision`` (head unless a test says otherwise).
 
     Idempotent and safe to call from several processes at once; see the module docstring.
     Raises ``StorageError`` for a database it must not touch: some but not all of the old
-    tables without a version, or a revision newer than this code knows.
+    tables without a version, or (``SchemaMismatch``) a revision newer than this code knows.
     """
     async with _in_process_lock(), engine.connect() as conn:
-        await conn.run_sync(_upgrade_locked, revision)
+        return await conn.run_sync(_upgrade_locked, revision, schema, False)
+
+
+async def install(engine: AsyncEngine, *, schema: str | None = None) -> Migration:
+    """Create a new database at head; leave one at head alone; refuse any other.
+
+    Raises ``SchemaMismatch`` for a database behind the code (including one made by
+    ``create_all`` before migrations) or ahead of it. Decided under the same lock as
+    ``upgrade``, so processes starting together on a new database create it once.
+    """
+    async with _in_process_lock(), engine.connect() as conn:
+        return await conn.run_sync(_upgrade_locked, HEAD, schema, True)
+
+
+async def state(engine: AsyncEngine) -> SchemaState:
+    """Where the database stands against this code; reads only, takes no lock."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_state, ScriptDirectory.from_config(config()))
 
 
 def _in_process_lock() -> asyncio.Lock:
@@ -154,19 +183,33 @@ def _in_process_lock() -> asyncio.Lock:
     return lock
 
 
-def _upgrade_locked(connection: Connection, revision: str) -> None:
+def _upgrade_locked(
+    connection: Connection, revision: str, schema: str | None, install_only: bool
+) -> Migration:
     """Take the dialect's lock, upgrade inside one transaction, commit."""
     if connection.dialect.name == "sqlite":
-        _upgrade_sqlite(connection, revision)
-        return
+        return _upgrade_sqlite(connection, revision, install_only)
     with connection.begin():
         if connection.dialect.name == "postgresql":
             # Blocks until no other process holds it; released at commit or rollback.
             connection.execute(select(func.pg_advisory_xact_lock(PG_LOCK_KEY)))
-        _upgrade(connection, revision)
+            if schema:
+                _create_pg_schema(connection, schema)
+        return _upgrade(connection, revision, install_only)
 
 
-def _upgrade_sqlite(connection: Connection, revision: str) -> None:
+def _create_pg_schema(connection: Connection, schema: str) -> None:
+    """Create ``schema`` unless it exists: looked up first, since ``CREATE SCHEMA IF NOT
+    EXISTS`` still needs the CREATE privilege on the database, which a shared one may deny."""
+    found = connection.scalar(
+        text("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :name"), {"name": schema}
+    )
+    if found is None:
+        _log.info("creating schema %s", schema)
+        connection.execute(CreateSchema(schema))
+
+
+def _upgrade_sqlite(connection: Connection, revision: str, install_only: bool) -> Migration:
     """Upgrade under the file's write lock with foreign keys off, checking them before commit.
 
     ``PRAGMA foreign_keys`` is a no-op inside a transaction, so it is switched before ``BEGIN``
@@ -180,8 +223,10 @@ def _upgrade_sqlite(connection: Connection, revision: str) -> None:
             # IMMEDIATE: the write lock now, not at the first write, so two processes cannot
             # both read "no version" and then both create the tables.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
-            if _upgrade(connection, revision):
+            done = _upgrade(connection, revision, install_only)
+            if done.changed:
                 _check_foreign_keys(connection)
+            return done
     finally:
         with connection.begin():
             connection.exec_driver_sql(
@@ -189,26 +234,35 @@ def _upgrade_sqlite(connection: Connection, revision: str) -> None:
             )
 
 
-def _upgrade(connection: Connection, revision: str) -> bool:
-    """Stamp a pre-migration database, then upgrade; ``True`` if any revision ran."""
+def _upgrade(connection: Connection, revision: str, install_only: bool) -> Migration:
+    """Stamp a pre-migration database, then upgrade; ``install_only``: only an empty one."""
     alembic_config = config(connection)
     script = ScriptDirectory.from_config(alembic_config)
-    known = {each.revision for each in script.walk_revisions()}
-    current = _current_revisions(connection)
-    unknown = sorted(set(current) - known)
-    if unknown:
-        raise StorageError(
-            f"database schema is at revision {', '.join(unknown)}, which this kamiya-bot does "
-            f"not know (newest: {script.get_current_head()}); run a newer kamiya-bot"
-        )
-    target = script.get_current_head() if revision == HEAD else revision
-    if current == (target,):
-        return False
-    if not current and _made_by_create_all(connection):
+    found = _state(connection, script)
+    if found.status == "ahead":
+        raise found.mismatch()
+    target = found.head if revision == HEAD else revision
+    if found.revision == target:
+        return Migration(target, target)
+    if install_only:
+        if found.status != "empty":
+            raise found.mismatch()
+        _log.info("new database: creating the schema at revision %s", target)
+    if found.revision is None and _made_by_create_all(connection):
         _log.info("database made before migrations: stamping it at revision %s", BASELINE)
         command.stamp(alembic_config, BASELINE)
     command.upgrade(alembic_config, revision)
-    return True
+    return Migration(found.revision, target)
+
+
+def _state(connection: Connection, script: ScriptDirectory) -> SchemaState:
+    current = ", ".join(_current_revisions(connection)) or None
+    known = {each.revision for each in script.walk_revisions()}
+    tables = bool(_BASELINE_TABLES & set(inspect(connection).get_table_names()))
+    head = script.get_current_head()
+    if head is None:
+        raise RuntimeError(f"no revisions in {MIGRATIONS / 'versions'}")
+    return SchemaState(current, head, tables, known=current in known)
 
 
 def _current_revisions(connection: Connection) -> tuple[str, ...]:

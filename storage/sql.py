@@ -14,11 +14,16 @@ import functools
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage import sql_reads, sql_replies, sql_usage, sql_writes
-from storage.engine import StorageError, create_engine, create_schema, safe_url
+from storage.engine import (
+    SchemaMismatch,
+    StorageError,
+    create_engine,
+    safe_reason,
+    safe_url,
+)
 from storage.models import to_utc
 from storage.order import LocalOrder
 from storage.pg_order import PgChatOrder
@@ -114,23 +119,47 @@ class SqlStore:
         self._reply_batches = Batcher(self._write_replies, self._track)
 
     @classmethod
-    async def open(cls, url: str, *, connect_args: Mapping[str, object] | None = None) -> SqlStore:
-        """Connect to ``url`` and create missing tables; the first start needs no setup step."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        connect_args: Mapping[str, object] | None = None,
+        schema: str | None = None,
+        upgrade: bool = True,
+    ) -> SqlStore:
+        """Connect to ``url`` and bring its schema to head; the first start needs no setup step.
+
+        ``upgrade=False`` is how a bot starts: a new database is created at head, but an
+        existing one must already be there (``SchemaMismatch`` otherwise), so that upgrading a
+        deployment stays the operator's decision (``kamiya-bot migrate``), not a side effect
+        of a restart. ``schema``: see ``create_engine``.
+        """
+        # Imported here: storage.migrate loads Alembic, which only opening a database needs.
+        from storage import migrate  # noqa: PLC0415
+
         try:
-            engine = create_engine(url, connect_args=connect_args)
+            engine = create_engine(url, connect_args=connect_args, schema=schema)
+        except StorageError:
+            raise
         except Exception as exc:  # bad URL, unknown dialect, driver not installed
-            raise StorageError(f"cannot use {safe_url(url)}: {_reason(exc, url)}") from None
+            raise StorageError(f"cannot use {safe_url(url)}: {safe_reason(exc, url)}") from None
         order = PgChatOrder(engine) if engine.dialect.name == "postgresql" else None
         try:
-            await create_schema(engine)
+            if upgrade:
+                await migrate.upgrade(engine, schema=schema)
+            else:
+                await migrate.install(engine, schema=schema)
             if order is not None:
                 await order.start()
         except BaseException as exc:
             if order is not None:
                 await order.aclose()
             await engine.dispose()
+            if isinstance(exc, SchemaMismatch):
+                raise
             if isinstance(exc, Exception):
-                raise StorageError(f"cannot open {safe_url(url)}: {_reason(exc, url)}") from None
+                reason = safe_reason(exc, url)
+                raise StorageError(f"cannot open {safe_url(url)}: {reason}") from None
             raise
         return cls(engine, order=order)
 
@@ -400,15 +429,3 @@ class SqlStore:
 def _check_limit(name: str, value: int) -> None:
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {value}")
-
-
-def _reason(exc: Exception, url: str) -> str:
-    """One line about why, with the URL's password (if any) masked."""
-    text = " ".join(str(getattr(exc, "orig", None) or exc).split()) or type(exc).__name__
-    try:
-        password = make_url(url).password
-    except Exception:  # unparsable: nothing to mask beyond what safe_url already hides
-        password = None
-    if password:
-        text = text.replace(str(password), "***")
-    return text if len(text) <= 200 else text[:197] + "..."

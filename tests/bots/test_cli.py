@@ -126,6 +126,7 @@ async def test_check_reports_each_component_without_secrets(tmp_path, fake):
         "config": "ok",
         "kamiya": "ok",
         "storage": "ok",
+        "schema": "ok",
         "telegram": "skip",
         "discord": "skip",
     }

@@ -33,7 +33,8 @@ def test_example_file_documents_every_key_and_loads_to_defaults():
     for section, model in Config.model_fields.items():
         assert f"[{section}]" in text
         assert model.annotation is not None
-        for key, field in model.annotation.model_fields.items():
+        for name, field in model.annotation.model_fields.items():
+            key = field.alias or name  # [storage] schema is pg_schema in Python
             # A key that is unset by default (None) is shown commented out.
             shown = f"\n# {key} = " if field.default is None else f"\n{key} = "
             assert shown in text, f"{section}.{key} is not documented"
@@ -72,6 +73,12 @@ def test_secrets_are_hidden_from_repr():
         ("[conversation]\ntitles = 'yes'\n", "[conversation] titles", "boolean"),
         ("[log]\nlevel = 'LOUD'\n", "[log] level", "INFO"),
         ("kamiya = 3\n", "[kamiya]", "dictionary"),
+        ("[storage]\nschema = 'kamiya'\n", "[storage] schema", "only a PostgreSQL url"),
+        (
+            "[storage]\nurl = 'postgresql+asyncpg://db/k'\nschema = 'Kamiya-Bot'\n",
+            "[storage] schema",
+            "pattern",
+        ),
     ],
 )
 def test_bad_values_name_file_key_and_reason(tmp_path, text, key, reason):
@@ -189,3 +196,8 @@ def test_metrics_listen_is_off_or_a_host_and_port(tmp_path, listen, address):
 def test_a_bad_metrics_listen_is_one_clear_error(tmp_path, listen):
     with pytest.raises(ConfigError, match=r"\[metrics\] listen: .*host:port"):
         load_config(write(tmp_path, f'[metrics]\nlisten = "{listen}"\n'), {})
+
+
+def test_a_postgresql_schema_is_read_from_the_file(tmp_path):
+    path = write(tmp_path, "[storage]\nurl = 'postgresql+asyncpg://db/k'\nschema = 'kamiya'\n")
+    assert load_config(path, {}).storage.pg_schema == "kamiya"

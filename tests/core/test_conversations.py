@@ -1,4 +1,8 @@
-"""The adapter over the real client, fake Kamiya and real SQLite: ids, order, faults, titles."""
+"""The adapter over the real client, fake Kamiya and real SQLite: ids, order, faults, titles.
+
+The tests about what is stored (ids, resets, restarts, usage, cancellation) run on PostgreSQL
+too (``on_each_database``).
+"""
 
 from __future__ import annotations
 
@@ -13,19 +17,21 @@ from core.fake_kamiya import Script
 from core.frontend import ChatKey, Failure, Reply
 from storage import MemoryStore, SqlStore
 from tests.core.recording import RecordingSink
+from tests.pg import on_each_database
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from core.client import KamiyaClient
+    from tests.pg import SqlTarget
 
 CHAT = ChatKey("telegram", "100")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    async with await SqlStore.open(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}") as opened:
+async def store(database: SqlTarget | None) -> AsyncIterator[SqlStore]:
+    assert database is not None
+    async with await database.open() as opened:
         yield opened
 
 
@@ -41,6 +47,7 @@ async def ask(conversations: Conversations, text: str, chat: ChatKey = CHAT) -> 
     return sink
 
 
+@on_each_database()
 async def test_first_message_has_no_id_and_later_ones_carry_the_stored_id(
     conversations, fake, store
 ):
@@ -73,6 +80,7 @@ async def test_full_content_is_the_final_text(conversations, fake):
     assert sink.reply.text == "Billed final text"
 
 
+@on_each_database()
 async def test_reset_starts_fresh_and_keeps_the_old_one_in_history(conversations, fake, store):
     old = (await ask(conversations, "first")).reply
     assert old is not None
@@ -86,12 +94,11 @@ async def test_reset_starts_fresh_and_keeps_the_old_one_in_history(conversations
     assert history == [new.conversation_id, old.conversation_id]
 
 
-async def test_conversation_survives_a_restart(client, fake, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
-    async with await SqlStore.open(url) as store, Conversations(client, store) as adapter:
+async def test_conversation_survives_a_restart(client, fake, sql_target):
+    async with await sql_target.open() as store, Conversations(client, store) as adapter:
         first = (await ask(adapter, "remember me")).reply
     assert first is not None
-    async with await SqlStore.open(url) as store, Conversations(client, store) as adapter:
+    async with await sql_target.open() as store, Conversations(client, store) as adapter:
         await ask(adapter, "still there?")
     assert fake.requests[-1].json["conversationId"] == first.conversation_id
 
@@ -176,6 +183,7 @@ async def test_each_fault_fails_the_turn_and_leaves_the_stored_id(
     assert usage[0].requests == 1  # only the completed turn is counted
 
 
+@on_each_database()
 async def test_expired_id_restarts_once_and_says_so(conversations, fake, store):
     old = (await ask(conversations, "first")).reply
     assert old is not None
@@ -200,6 +208,7 @@ async def test_expired_id_whose_restart_also_fails_keeps_the_old_id(conversation
     assert await store.current(str(CHAT)) == old.conversation_id
 
 
+@on_each_database()
 async def test_a_different_id_in_kamiya_info_replaces_the_stored_one(conversations, fake, store):
     old = (await ask(conversations, "first")).reply
     assert old is not None
@@ -220,6 +229,7 @@ async def test_a_failing_sink_does_not_lose_the_turn(conversations, fake, store)
     assert await store.current(str(CHAT)) == sink.reply.conversation_id
 
 
+@on_each_database()
 async def test_usage_counts_billed_characters_per_user(conversations, fake, store):
     fake.enqueue(Script(reply="12345"), Script(reply="abc", full_content="abcdefgh"))
     await ask(conversations, "a")
@@ -281,6 +291,7 @@ async def test_no_title_for_a_continued_conversation(client, fake):
     assert len(fake.requests) == count + 1
 
 
+@on_each_database()
 async def test_reset_waits_for_the_turn_in_flight(conversations, fake, store):
     gate = asyncio.Event()
     fake.enqueue(Script(gate=gate))
@@ -292,6 +303,7 @@ async def test_reset_waits_for_the_turn_in_flight(conversations, fake, store):
     assert await store.current(str(CHAT)) is None  # the reset came last, so it wins
 
 
+@on_each_database()
 async def test_a_cancelled_turn_tells_the_sink_and_keeps_the_stored_id(conversations, fake, store):
     first = (await ask(conversations, "first")).reply
     assert first is not None

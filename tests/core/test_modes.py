@@ -1,5 +1,9 @@
 """Issue 6 in core, over the real client and the fake Kamiya: completions mode, /system,
-stop, regenerate, history and resume, replies to old messages, usage and limits."""
+stop, regenerate, history and resume, replies to old messages, usage and limits.
+
+On the memory store; the tests reading back what SQL stores differently (turns replaced, bot
+messages, daily usage by the injected clock) run on SQLite and PostgreSQL too.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,17 @@ from core.conversations import Conversations
 from core.fake_kamiya import COMPLETIONS_PATH, FakeKamiya, Script
 from core.frontend import ChatKey, Failure
 from core.texts import failure_markdown, failure_text
-from storage import ChatState, MemoryStore
+from storage import ChatState, ConversationStore, MemoryStore
 from tests.conftest import KEY
 from tests.core.recording import RecordingSink
+from tests.pg import on_each_database
 from tests.waiting import until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from core.client import KamiyaClient
+    from tests.pg import SqlTarget
 
 CHAT = ChatKey("telegram", "100")
 GPT4 = "openai:gpt-4"
@@ -47,13 +53,20 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[MemoryStore]:
-    async with MemoryStore() as opened:
+def default_database() -> str:
+    return "memory"
+
+
+@pytest.fixture
+async def store(database: SqlTarget | None) -> AsyncIterator[ConversationStore]:
+    async with MemoryStore() if database is None else await database.open() as opened:
         yield opened
 
 
 @pytest.fixture
-def make(client: KamiyaClient, store: MemoryStore, clock: Clock) -> Callable[..., Conversations]:
+def make(
+    client: KamiyaClient, store: ConversationStore, clock: Clock
+) -> Callable[..., Conversations]:
     def build(**options: object) -> Conversations:
         options.setdefault("titles", False)
         return Conversations(client, store, models=MODELS, clock=clock, **options)  # type: ignore[arg-type]
@@ -225,6 +238,7 @@ async def test_stop_chat_stops_a_completions_reply_and_stores_nothing(conv, fake
 # --- regenerate -------------------------------------------------------------------------------
 
 
+@on_each_database(memory=True)
 async def test_regenerate_resends_history_without_the_last_reply_and_replaces_it(
     conv, fake, store
 ):
@@ -319,6 +333,7 @@ async def test_a_forgotten_server_conversation_resumed_starts_fresh_and_says_so(
     assert reply.context_expired
 
 
+@on_each_database(memory=True)
 async def test_replying_to_an_old_bot_message_continues_its_conversation(conv, fake, store):
     old = (await ask(conv, "topic A")).reply
     assert old is not None
@@ -339,6 +354,7 @@ async def test_replying_to_an_old_bot_message_continues_its_conversation(conv, f
 # --- usage and limits ---------------------------------------------------------------------------
 
 
+@on_each_database(memory=True)
 async def test_usage_counts_billed_and_streamed_characters(conv, fake):
     fake.enqueue(Script(reply="draft", full_content="Twelve chars"))
     await ask(conv, "a")
@@ -373,6 +389,7 @@ async def test_rate_limit_refuses_without_a_request_and_says_when(make, fake, cl
         assert (await ask(conv, "4")).reply is not None
 
 
+@on_each_database(memory=True)
 async def test_daily_limit_counts_characters_until_midnight_utc(make, fake, clock):
     async with make(chars_per_day=10) as conv:
         fake.enqueue(Script(reply="x", full_content="0123456789AB"))

@@ -13,13 +13,12 @@ from core.conversations import Conversations
 from core.fake_kamiya import Script
 from core.frontend import ChatKey
 from tests.core.recording import RecordingSink
-from tests.storage.conftest import postgresql_target  # noqa: F401 - the fixture
 
 if TYPE_CHECKING:
     from core.client import KamiyaClient
     from core.fake_kamiya import FakeKamiya, RecordedRequest
     from storage import SqlStore
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 CHAT = ChatKey("telegram", "100")
 
@@ -39,7 +38,7 @@ def _overlap(requests: list[RecordedRequest]) -> bool:
 async def test_one_chat_over_three_processes_is_answered_in_order(
     client: KamiyaClient,
     fake: FakeKamiya,
-    postgresql_target: SqlTarget,  # noqa: F811
+    postgresql_target: SqlTarget,
 ) -> None:
     fake.default_script = Script(chunk_chars=3, delay_s=0.005)
     stores = await _processes(postgresql_target, client, 3)
@@ -78,7 +77,7 @@ async def test_one_chat_over_three_processes_is_answered_in_order(
 async def test_many_chats_over_three_processes_run_in_parallel(
     client: KamiyaClient,
     fake: FakeKamiya,
-    postgresql_target: SqlTarget,  # noqa: F811
+    postgresql_target: SqlTarget,
 ) -> None:
     fake.default_script = Script(chunk_chars=3, delay_s=0.01)
     stores = await _processes(postgresql_target, client, 3)

@@ -24,7 +24,7 @@ from storage import ConversationRecord, MemoryStore, SqlStore, UsageRecord
 
 if TYPE_CHECKING:
     from storage import ConversationStore
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 T0 = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 CHAT = "telegram:1001"

@@ -20,7 +20,7 @@ from tests.waiting import until
 
 if TYPE_CHECKING:
     from storage import ConversationStore, SqlStore
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 TARGET = json.dumps({"chat_id": 1001, "reply_to": 42})
 

@@ -17,7 +17,7 @@ from tests.storage.test_contract import CHAT, OTHER_CHAT, T0, at, reply
 
 if TYPE_CHECKING:
     from storage import ConversationStore
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 MODEL = "gpt-4o"
 

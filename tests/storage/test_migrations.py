@@ -53,6 +53,8 @@ from storage import (
     ChatUsage,
     ConversationRecord,
     InflightRecord,
+    Migration,
+    SchemaMismatch,
     SqlStore,
     StorageError,
     TurnRecord,
@@ -61,6 +63,8 @@ from storage import (
     create_engine,
     create_schema,
     migrate,
+    read_schema,
+    upgrade_database,
 )
 from storage.migrate import BASELINE, PG_LOCK_KEY, config, head, upgrade
 from storage.models import Base
@@ -71,7 +75,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import PgSchema, SqlTarget
 
 T0 = datetime(2025, 3, 14, 15, 9, 26, 535897, tzinfo=UTC)
 VERSION_TABLE = "alembic_version"
@@ -609,15 +613,68 @@ async def test_a_revision_newer_than_the_code_is_refused(
         await sql_target.open()
 
 
+async def test_a_store_opened_without_upgrading_refuses_an_older_schema_and_leaves_it(
+    sqlite_target: SqlTarget,
+) -> None:
+    # How bots open: upgrading is kamiya-bot migrate's job, not a restart's.
+    plain = create_engine(sqlite_target.url)
+    try:
+        await upgrade(plain, BASELINE)
+        with pytest.raises(SchemaMismatch) as refused:
+            await sqlite_target.open(upgrade=False)
+        assert (refused.value.revision, refused.value.head, refused.value.ahead) == (
+            BASELINE,
+            head(),
+            False,
+        )
+        assert await inspect_with(plain, revision_of) == (BASELINE,)
+        assert (await migrate.upgrade(plain)) == Migration(BASELINE, head())
+    finally:
+        await plain.dispose()
+    async with await sqlite_target.open(upgrade=False) as store:
+        await store.ping()
+
+
+async def test_a_schema_is_for_postgresql_only() -> None:
+    with pytest.raises(StorageError, match="a schema needs PostgreSQL, not sqlite"):
+        await SqlStore.open("sqlite+aiosqlite://", schema="kamiya")
+
+
+async def test_a_missing_postgresql_schema_reads_empty_and_is_created_by_the_upgrade(
+    pg_schema: PgSchema,
+) -> None:
+    exists = text("SELECT count(*) FROM pg_namespace WHERE nspname = :name")
+    admin = create_engine(pg_schema.url)
+    try:
+        found = await read_schema(pg_schema.url, schema=pg_schema.schema)
+        assert (found.status, found.revision) == ("empty", None)
+        async with admin.connect() as conn:
+            assert await conn.scalar(exists, {"name": pg_schema.schema}) == 0  # read only
+
+        assert await upgrade_database(pg_schema.url, schema=pg_schema.schema) == Migration(
+            None, head()
+        )
+        async with admin.connect() as conn:
+            assert await conn.scalar(exists, {"name": pg_schema.schema}) == 1
+        found = await read_schema(pg_schema.url, schema=pg_schema.schema)
+        assert found.status == "current"
+    finally:
+        await admin.dispose()
+
+
 # --- starting together -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("upgrading", [True, False], ids=["upgrade", "install"])
 async def test_two_stores_opening_a_fresh_database_together_migrate_once(
-    sql_target: SqlTarget, caplog: pytest.LogCaptureFixture
+    sql_target: SqlTarget, upgrading: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # install: how bots start; the second must find the first's tables, not refuse them.
     caplog.set_level(logging.INFO, logger="alembic")
 
-    first, second = await asyncio.gather(sql_target.open(), sql_target.open())
+    first, second = await asyncio.gather(
+        sql_target.open(upgrade=upgrading), sql_target.open(upgrade=upgrading)
+    )
 
     async with first, second:
         assert await inspect_with(first.engine, revision_of) == (head(),)

@@ -21,7 +21,7 @@ from tests.waiting import until
 if TYPE_CHECKING:
     from storage import SqlStore
     from storage.protocol import Place
-    from tests.storage.conftest import SqlTarget
+    from tests.pg import SqlTarget
 
 
 @dataclass

@@ -119,7 +119,12 @@ async def running_bot(
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(build_http_client(config.kamiya))
         if store is None:
-            store = await stack.enter_async_context(await SqlStore.open(config.storage.url))
+            # As run opens it: the configured schema; a new database created, an old refused.
+            store = await stack.enter_async_context(
+                await SqlStore.open(
+                    config.storage.url, schema=config.storage.pg_schema or None, upgrade=False
+                )
+            )
         key = config.kamiya.api_key.get_secret_value()
         client = KamiyaClient(http, base_url=config.kamiya.base_url, api_key=key)
         conversations = conversations_for(client, store, config, clock=clock, titles=titles)

@@ -2,7 +2,8 @@
 
 The in-process tests forge the crash record a killed process leaves (``Flight`` writes the same
 through ``Conversations.inflight``); the last one kills a real ``kamiya-bot run`` with SIGKILL
-in the middle of a streamed reply and starts another on the same database.
+in the middle of a streamed reply and starts another on the same database. One of them runs
+on PostgreSQL too, the crash records then written and cleared there.
 """
 
 from __future__ import annotations
@@ -24,16 +25,38 @@ from tests.conftest import KEY
 from tests.waiting import until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
 
     from core.fake_kamiya import FakeKamiya
+    from storage import ConversationStore
     from tests.bots.telegram.harness import Bot
     from tests.fakes.telegram import FakeTelegram
+    from tests.pg import SqlTarget
 
 INTERRUPTED = text("interrupted", "en")
 CUT = text("cut_off_mark", "en")
+
+
+@pytest.fixture
+def shared_target(request: pytest.FixtureRequest) -> SqlTarget | None:
+    """``None``: each bot opens the configured SQLite database, as ``kamiya-bot run`` does."""
+    if getattr(request, "param", "configured") == "configured":
+        return None
+    target: SqlTarget = request.getfixturevalue("postgresql_target")
+    return target
+
+
+@pytest.fixture
+async def bot_store(shared_target: SqlTarget | None) -> AsyncIterator[ConversationStore | None]:
+    """With ``shared_target`` "postgresql", a PostgreSQL store the bots of the test share, as
+    processes on one database would."""
+    if shared_target is None:
+        yield None
+        return
+    async with await shared_target.open() as store:
+        yield store
 
 
 def test_interrupted_text_marks_the_shown_text_cut_off_then_asks_to_resend():
@@ -63,6 +86,7 @@ async def records(bot: Bot) -> int:
     return len(await bot.store.open_replies("telegram"))
 
 
+@pytest.mark.parametrize("shared_target", ["configured", "postgresql"], indirect=True)
 async def test_the_last_message_shows_the_cut_and_every_stop_button_goes(
     tg: FakeTelegram, make_bot: Callable[[], AbstractAsyncContextManager[Bot]]
 ) -> None:
