@@ -8,6 +8,7 @@ over the three are answered in parallel.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from contextlib import AsyncExitStack
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
+from core.config import load_config
 from core.fake_kamiya import Script
 from storage import SqlStore
 from tests.bots.telegram.chat import says
-from tests.bots.telegram.harness import TOKEN
+from tests.bots.telegram.harness import TOKEN, running_bot
 from tests.bots.telegram.process import bot_process
 from tests.conftest import KEY
 from tests.fakes.telegram_sender import WebhookSender
@@ -124,3 +126,29 @@ async def test_three_processes_answer_a_chat_in_order_and_chats_in_parallel(
     theirs = [r for r in fake.requests if r.json.get("content", "").startswith("user")]
     assert all(stored[f"telegram:{u['id']}"] is not None for u in others)
     assert _overlap(theirs), "other chats were answered one after another, not in parallel"
+
+
+async def test_a_message_is_acknowledged_once_its_place_in_the_line_is_recorded(
+    tg: FakeTelegram, fake: FakeKamiya, tmp_path: Path, pg_schema: PgSchema
+) -> None:
+    # While another session locks chat_queue, no place can be recorded: the update's POST
+    # must wait (an earlier 200 would let the chat's next message, sent to another process,
+    # overtake it). An update that starts no turn (/help) is answered at once meanwhile.
+    path = _config(tmp_path / "p", kamiya_url=fake.base_url, telegram_url=tg.base_url, storage="")
+    path.write_text(path.read_text(encoding="utf-8") + pg_schema.storage_toml(), encoding="utf-8")
+    config = load_config(path, {})
+    async with running_bot(config) as bot:
+        assert bot.frontend.webhook is not None
+        url = bot.frontend.webhook.url
+        engine = bot.store.engine  # type: ignore[attr-defined]
+        async with WebhookSender(tg, [url], push=False) as sender, engine.connect() as blocker:
+            await blocker.execute(text("LOCK TABLE chat_queue IN ACCESS EXCLUSIVE MODE"))
+            asked = tg.private_message(tg.user(7301), "held at the door")
+            posting = asyncio.create_task(sender.post({"update_id": 900_001, "message": asked}))
+            helped = tg.private_message(tg.user(7302), "/help")
+            assert await sender.post({"update_id": 900_002, "message": helped}) == 200
+            await says(tg, 7302, "/reset")  # the help text: its handler has run
+            assert not posting.done()  # the message's 200 waits for its place
+            await blocker.rollback()  # the lock goes: the place is recorded, the POST answered
+            assert await asyncio.wait_for(posting, 10) == 200
+            await says(tg, 7301, "held at the door", timeout=30)
