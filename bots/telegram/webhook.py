@@ -27,6 +27,7 @@ from aiohttp import web
 from telegram import Update
 from telegram.error import TelegramError
 
+from bots.listen import listen, url_host
 from bots.runner import StartFailed
 from bots.telegram.updates import readable
 
@@ -87,25 +88,14 @@ class WebhookServer:
     @property
     def url(self) -> str:
         """Where the listener serves, as plain HTTP (TLS is the proxy's in front of it)."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}{self._path}"
+        return f"http://{url_host(self._host)}:{self._port}{self._path}"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(self._path, self._handle)
-        runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_TIMEOUT_S
+        self._runner, self._port = await listen(
+            app, self._host, self._port, shutdown_timeout=CLOSE_TIMEOUT_S
         )
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        if self._port == 0:
-            self._port = int(runner.addresses[0][1])
         log.info("telegram: webhook listening on %s:%d%s", self._host, self._port, self._path)
 
     async def stop(self) -> None:

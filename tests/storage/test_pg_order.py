@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from storage import StorageError
 from storage.pg_order import LOCK_CLASS, POLL_S
-from tests.waiting import until
+from tests.waiting import until, until_async
 
 if TYPE_CHECKING:
     from storage import SqlStore
@@ -101,17 +101,11 @@ async def test_a_dead_process_releases_its_chat_and_its_waiting_places(
 
         # The dead process' places were swept: the line is empty once the turn is done.
         async with b.engine.connect() as conn:
-            await until_empty(conn)
 
+            async def empty() -> bool:
+                return await conn.scalar(text("SELECT count(*) FROM chat_queue")) == 0
 
-async def until_empty(conn: object) -> None:
-    async def rows() -> int:
-        result = await conn.execute(text("SELECT count(*) FROM chat_queue"))  # type: ignore[attr-defined]
-        return int(result.scalar_one())
-
-    async with asyncio.timeout(5):
-        while await rows():  # noqa: ASYNC110 - the statement runs on another session
-            await asyncio.sleep(0.01)
+            await until_async(empty)
 
 
 async def test_a_cancelled_waiter_leaves_the_line(postgresql_target: SqlTarget) -> None:
@@ -147,9 +141,11 @@ async def test_the_chat_lock_is_held_during_a_turn_and_freed_after(
 
         assert await locked_elsewhere()
         turn.place.done()
-        async with asyncio.timeout(5):
-            while await locked_elsewhere():  # noqa: ASYNC110 - another session's lock
-                await asyncio.sleep(0.01)
+
+        async def free() -> bool:
+            return not await locked_elsewhere()
+
+        await until_async(free)
 
 
 async def test_a_lost_session_fails_the_waiters_it_held(postgresql_target: SqlTarget) -> None:
