@@ -17,7 +17,7 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:  #
             await asyncio.sleep(0.001)
 
 
-async def until_async(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+async def until_async(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:  # noqa: ASYNC109
     """``until`` for a condition that must await (a query on another connection)."""
     async with asyncio.timeout(timeout):
         while not await condition():  # noqa: ASYNC110 - bounded by the deadline above
