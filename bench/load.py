@@ -20,7 +20,8 @@ Figures:
   delta whose text the call contains is found (by length: replies are plain text, and every
   shown text is checked to be a prefix of its reply); lag = the call's arrival at the fake
   Telegram minus that delta's arrival in core (when the Kamiya client yields it). Only calls
-  whose delta arrived while the chat's gate was open count, ``ChatGate.delay() == 0`` then:
+  whose delta arrived while the chat's gate was open count, ``ChatGate.delay() == 0`` then
+  (asked as ``ChatGate.open()``, the same answer sooner):
   its own bucket, group cap and penalty allowed a call, and so did the bot-wide cap, with no
   other chat queued ahead for it. Both times are on CLOCK_MONOTONIC, one clock for all
   processes of the machine.

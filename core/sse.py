@@ -43,15 +43,26 @@ class SseStream:
         self._events = SSEDecoder()
         self._started = False
         self._idle = True  # nothing pending in the decoders: the last line fed was blank
+        self._whole = True  # nor in the UTF-8 decoder: the last byte fed was ASCII
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        text = self._text.decode(chunk)
-        if not self._started and text:
-            self._started = True
-            text = text.removeprefix("\ufeff")  # the spec allows one leading BOM
-        if not text:
+        if not chunk:
             return []
+        if self._whole and self._started and chunk.endswith(b"\n\n"):
+            # Nothing held back, nothing to hold back (the read ends on ASCII): one C call
+            # decodes it exactly as the incremental decoder would, a Python frame less a read.
+            text = chunk.decode("utf-8", "replace")
+        else:
+            text = self._text.decode(chunk)
+            self._whole = chunk[-1] < 0x80
+            if not self._started and text:
+                self._started = True
+                text = text.removeprefix("\ufeff")  # the spec allows one leading BOM
+            if not text:
+                return []
         if self._idle and text.startswith("data: ") and text.endswith("\n\n") and "\r" not in text:
+            if text.find("\n") == len(text) - 2:  # one event, the usual read: nothing to split
+                return [SseEvent(_MESSAGE, text[6:-2])] if len(text) > 8 else []
             blocks = text.split("\n\n")
             blocks.pop()  # the empty remainder after the last blank line
             if all(b.startswith("data: ") and "\n" not in b for b in blocks):

@@ -248,6 +248,22 @@ class ChatGate:
                 wait = max(wait, shared.delay(now))
         return max(0.0, wait)
 
+    def open(self) -> bool:
+        """``delay() == 0``, answered from the cheapest facts first: while other chats queue for
+        the bot-wide cap (most of the time under load), without looking at this chat's own."""
+        shared = self._shared
+        ticket = self._ticket
+        if shared is not None:
+            if ticket is not None:
+                if not ticket.granted:
+                    return False
+            elif shared.queued:
+                return False
+        now = self._clock()
+        if self._own_delay(now) > 0:
+            return False
+        return shared is None or ticket is not None or shared.delay(now) <= 0
+
     def reserve(self, priority: Priority = Priority.UPDATE) -> float:
         """Like ``delay``, but a 0 also takes the bot-wide slot at once.
 

@@ -30,7 +30,7 @@ from storage.pg_order import PgChatOrder
 from storage.sql_batch import Batcher
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
     from datetime import date, datetime
     from types import TracebackType
 
@@ -186,8 +186,8 @@ class SqlStore:
 
     @_uncancellable
     async def state(self, chat_key: str) -> ChatState:
-        async with self._session() as session:
-            return await sql_reads.chat_state(session, chat_key)
+        async with self._connection() as conn:
+            return await sql_reads.chat_state(conn, chat_key)
 
     @_uncancellable
     async def record_reply(
@@ -200,7 +200,7 @@ class SqlStore:
         at: datetime,
     ) -> bool:
         at = to_utc(at)
-        async with self._writing(), self._session() as session, session.begin():
+        async with self._writing(), self._transaction() as session:
             return await sql_writes.record_reply(
                 session,
                 self._insert,
@@ -225,7 +225,7 @@ class SqlStore:
         replace_last: bool = False,
     ) -> bool:
         at = to_utc(at)
-        async with self._writing(), self._session() as session, session.begin():
+        async with self._writing(), self._transaction() as session:
             return await sql_writes.record_turn(
                 session,
                 self._insert,
@@ -283,7 +283,7 @@ class SqlStore:
         ids = list(dict.fromkeys(message_ids))
         if not ids:
             return
-        async with self._writing(), self._session() as session, session.begin():
+        async with self._writing(), self._transaction() as session:
             await sql_writes.remember_messages(
                 session, self._insert, chat_key, conversation_id, ids, at=at
             )
@@ -295,7 +295,7 @@ class SqlStore:
 
     @_uncancellable
     async def set_title(self, conversation_id: str, title: str) -> None:
-        async with self._writing(), self._session() as session, session.begin():
+        async with self._writing(), self._transaction() as session:
             await sql_writes.set_title(session, conversation_id, title)
 
     @_uncancellable
@@ -419,6 +419,18 @@ class SqlStore:
     def _writing(self) -> contextlib.AbstractAsyncContextManager[object]:
         """This process' turn to write (SQLite), or nothing to wait for (PostgreSQL)."""
         return self._writer if self._writer is not None else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession | AsyncConnection]:
+        """A write transaction on a plain connection where every write is a Core statement
+        (the dialects with upserts; a session's unit of work and ORM execution path were most
+        of a reply's database CPU), else on a session."""
+        if self._insert is None:
+            async with self._session() as session, session.begin():
+                yield session
+        else:
+            async with self._connection() as conn, conn.begin():
+                yield conn
 
     def _connection(self) -> AsyncConnection:
         """A plain connection, for statements that need no ORM (see ``storage.sql_replies``)."""

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from storage.models import BotMessage, Chat, Conversation, Turn
 from storage.protocol import ChatState, ConversationRecord, TurnRecord
 
 if TYPE_CHECKING:
     from sqlalchemy import SQLColumnExpression
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
     from storage.protocol import Mode
 
@@ -53,11 +53,17 @@ async def current(session: AsyncSession, chat_key: str) -> str | None:
     return await session.scalar(select(Chat.conversation_id).where(Chat.chat_key == chat_key))
 
 
-async def chat_state(session: AsyncSession, chat_key: str) -> ChatState:
-    row = await session.get(Chat, chat_key)
+async def chat_state(conn: AsyncConnection, chat_key: str) -> ChatState:
+    """On a plain connection: read at every turn, and the ORM would only add cost."""
+    row = (await conn.execute(_STATE, {"key": chat_key})).first()
     if row is None:
         return ChatState()
-    return ChatState(row.conversation_id, row.local_id, row.model, row.system_prompt)
+    return ChatState(*row)
+
+
+_STATE = select(Chat.conversation_id, Chat.local_id, Chat.model, Chat.system_prompt).where(
+    Chat.chat_key == bindparam("key")
+)
 
 
 async def turns(session: AsyncSession, conversation_id: str) -> list[TurnRecord]:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import String, and_, case, exists, func, insert, literal, null, select, update
+from sqlalchemy import String, and_, bindparam, case, exists, func, insert, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import BotMessage, Chat, Conversation, Turn, Usage, UsageDay, UtcDateTime
 from storage.sql_reads import conversation_record
@@ -25,13 +26,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from datetime import datetime
 
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.sql import Executable
 
     from storage.models import Base
     from storage.protocol import ConversationRecord, Mode
 
     Insert = Callable[[type[Base]], postgresql.Insert | sqlite.Insert]
+    # Where a write runs: a plain connection where every statement is Core (dialects with
+    # upserts: the ORM's unit of work would only add cost), else a session (``_orm``).
+    Db = AsyncSession | AsyncConnection
 
 __all__ = [
     "insert_for",
@@ -56,7 +60,7 @@ def insert_for(dialect_name: str) -> Insert | None:
 
 
 async def record_reply(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     chat_key: str,
     conversation_id: str,
@@ -77,7 +81,7 @@ async def record_reply(
 
 
 async def record_turn(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     chat_key: str,
     conversation_id: str,
@@ -158,7 +162,7 @@ async def resume(
 
 
 async def remember_messages(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     chat_key: str,
     conversation_id: str,
@@ -168,7 +172,7 @@ async def remember_messages(
 ) -> None:
     """Point each message at the conversation; ``message_ids`` must be distinct (PostgreSQL)."""
     if dialect_insert is None:
-        if await session.get(Conversation, conversation_id) is None:
+        if await _orm(session).get(Conversation, conversation_id) is None:
             return
         for message_id in message_ids:
             values = {
@@ -181,39 +185,72 @@ async def remember_messages(
                 session, dialect_insert, BotMessage, values, set_=("conversation_id", "created_at")
             )
         return
-    # INSERT ... SELECT: nothing is inserted for an unknown conversation, and the
-    # transaction starts with a write. One statement per message: a reply has a few.
-    for message_id in message_ids:
-        source = select(
-            literal(chat_key, String()),
-            literal(message_id, String()),
-            Conversation.conversation_id,
-            literal(at, UtcDateTime()),
-        ).where(Conversation.conversation_id == conversation_id)
-        statement = dialect_insert(BotMessage).from_select(
-            ["chat_key", "message_id", "conversation_id", "created_at"], source
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[BotMessage.chat_key, BotMessage.message_id],
-                set_={
-                    "conversation_id": statement.excluded.conversation_id,
-                    "created_at": statement.excluded.created_at,
-                },
-            )
-        )
+    rows = [
+        {"m_chat": chat_key, "m_id": message_id, "m_at": at, "m_cid": conversation_id}
+        for message_id in message_ids
+    ]
+    await session.execute(_remember_statement(dialect_insert), rows)
 
 
-async def set_title(session: AsyncSession, conversation_id: str, title: str) -> None:
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.conversation_id == conversation_id)
-        .values(title=title)
+async def set_title(session: Db, conversation_id: str, title: str) -> None:
+    await session.execute(_SET_TITLE, {"cid": conversation_id, "title_": title})
+
+
+# Built once, run with parameters (see ``upsert_statement`` for why).
+_SET_TITLE = (
+    update(Conversation)
+    .where(Conversation.conversation_id == bindparam("cid"))
+    .values(title=bindparam("title_"))
+)
+_TOUCH = (
+    update(Conversation)
+    .where(Conversation.conversation_id == bindparam("cid"))
+    .values(last_used_at=bindparam("at"))
+)
+_TOUCH_MODEL = _TOUCH.values(model=bindparam("model_"))
+
+
+@functools.cache
+def _create_statement(dialect_insert: Insert) -> Executable:
+    # DO NOTHING + RETURNING tells exactly one caller, across processes, that it is new.
+    return (
+        dialect_insert(Conversation)
+        .on_conflict_do_nothing(index_elements=[Conversation.conversation_id])
+        .returning(Conversation.conversation_id)
     )
 
 
+@functools.cache
+def _remember_statement(dialect_insert: Insert) -> Executable:
+    """INSERT ... SELECT: nothing is inserted for an unknown conversation, and the
+    transaction starts with a write. Run once per message, as one ``executemany``."""
+    source = select(
+        bindparam("m_chat", type_=String()),
+        bindparam("m_id", type_=String()),
+        Conversation.conversation_id,
+        bindparam("m_at", type_=UtcDateTime()),
+    ).where(Conversation.conversation_id == bindparam("m_cid"))
+    statement = dialect_insert(BotMessage).from_select(
+        ["chat_key", "message_id", "conversation_id", "created_at"], source
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[BotMessage.chat_key, BotMessage.message_id],
+        set_={
+            "conversation_id": statement.excluded.conversation_id,
+            "created_at": statement.excluded.created_at,
+        },
+    )
+
+
+def _orm(session: Db) -> AsyncSession:
+    """The session the select-then-write path needs (dialects without upserts get one)."""
+    if not isinstance(session, AsyncSession):
+        raise TypeError("writes without upserts need an ORM session")
+    return session
+
+
 async def _upsert(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     table: type[Base],
     values: Mapping[str, object],
@@ -229,13 +266,13 @@ async def _upsert(
     Other dialects select for update, then write: correct for one writer; two processes
     creating the same row at once may see a unique-key error and should retry.
     """
-    keys = [column.name for column in table.__table__.primary_key]
     if dialect_insert is None:
-        key = tuple(values[name] for name in keys)
-        row = await session.get(table, key, with_for_update=True)
+        orm = _orm(session)
+        key = tuple(values[column.name] for column in table.__table__.primary_key)
+        row = await orm.get(table, key, with_for_update=True)
         if row is None:
-            session.add(table(**values))
-            await session.flush()  # now, so later rows can refer to it
+            orm.add(table(**values))
+            await orm.flush()  # now, so later rows can refer to it
             return
         for name in set_:
             setattr(row, name, values[name])
@@ -270,7 +307,7 @@ def upsert_statement(
 
 
 async def _create_or_touch(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     chat_key: str,
     conversation_id: str,
@@ -293,34 +330,25 @@ async def _create_or_touch(
         "model": model,
     }
     if dialect_insert is None:
-        created = await session.get(Conversation, conversation_id, with_for_update=True) is None
+        orm = _orm(session)
+        created = await orm.get(Conversation, conversation_id, with_for_update=True) is None
         if created:
-            session.add(Conversation(**values))
-            await session.flush()
+            orm.add(Conversation(**values))
+            await orm.flush()
     else:
-        # DO NOTHING + RETURNING tells exactly one caller, across processes, that it is new.
-        inserted = await session.execute(
-            dialect_insert(Conversation)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[Conversation.conversation_id])
-            .returning(Conversation.conversation_id)
-        )
+        inserted = await session.execute(_create_statement(dialect_insert), values)
         created = inserted.first() is not None
     if created:
         return True
-    touched: dict[str, object] = {"last_used_at": at}
-    if model is not None:
-        touched["model"] = model
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.conversation_id == conversation_id)
-        .values(**touched)
-    )
+    if model is None:
+        await session.execute(_TOUCH, {"cid": conversation_id, "at": at})
+    else:
+        await session.execute(_TOUCH_MODEL, {"cid": conversation_id, "at": at, "model_": model})
     return False
 
 
 async def _count(
-    session: AsyncSession,
+    session: Db,
     dialect_insert: Insert | None,
     chat_key: str,
     user_id: str,

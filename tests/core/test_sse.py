@@ -227,3 +227,13 @@ def test_whole_data_events_in_one_read_each_come_out_in_order():
     assert sse.feed(b"data: \n\n") == []  # no data, no event
     assert sse.feed(b"event: x\ndata: c\n\n") == [SseEvent("x", "c")]
     assert sse.feed(b"data: d\n\n") == [SseEvent("message", "d")]
+
+
+def test_a_character_split_across_reads_survives_the_whole_read_decode():
+    sse = SseStream()
+    assert sse.feed(b"data: a\n\n") == [SseEvent("message", "a")]
+    raw = "data: €uro\n\n".encode()
+    cut = raw.index(b"\xe2") + 1
+    assert sse.feed(raw[:cut]) == []
+    assert sse.feed(raw[cut:]) == [SseEvent("message", "€uro")]
+    assert sse.feed(b"data: \xff\n\n") == [SseEvent("message", "\ufffd")]

@@ -148,6 +148,46 @@ async def test_bot_wide_cap_is_shared_by_all_chats():
     assert gates.get(99, limits).delay() > 0
 
 
+async def test_open_says_whether_delay_is_zero_whatever_the_queue_and_limits():
+    loop = asyncio.get_running_loop()
+    gates = Gates(clock=loop.time)
+    private = PaceLimits(per_second=1.0, burst=2, global_per_second=5)
+    group = PaceLimits(per_second=1.0, burst=3, window_calls=4, window_s=10.0, global_per_second=5)
+    chats = [gates.get(n, group if n % 3 == 0 else private) for n in range(12)]
+    seen: set[bool] = set()
+    mismatches = 0
+
+    def check() -> None:
+        nonlocal mismatches
+        for gate_ in chats:
+            answer = gate_.open()
+            seen.add(answer)
+            mismatches += answer != (gate_.delay() == 0)
+
+    async def chat(n: int) -> None:
+        gate_ = chats[n]
+        for turn in range(6):
+            await gate_.acquire(priority=Priority(turn % 3))
+            check()
+            await asyncio.sleep(0.05 * (n % 4))
+            if (n + turn) % 5 == 0:
+                gate_.release()
+            else:
+                gate_.record()
+            if (n + turn) % 7 == 0:
+                gate_.penalize(0.5)
+            check()
+
+    async def watch() -> None:
+        for _ in range(300):
+            check()
+            await asyncio.sleep(0.03)
+
+    await asyncio.gather(watch(), *(chat(n) for n in range(12)))
+    assert mismatches == 0
+    assert seen == {True, False}
+
+
 async def test_final_is_delivered_even_if_unchanged_and_updates_after_it_are_ignored():
     surface = Recorder()
     renderer = LiveRenderer(surface, gate(PaceLimits()))
