@@ -103,7 +103,7 @@ async def test_a_dead_process_releases_its_chat_and_its_waiting_places(
         async with b.engine.connect() as conn:
 
             async def empty() -> bool:
-                return await conn.scalar(text("SELECT count(*) FROM chat_queue")) == 0
+                return bool(await conn.scalar(text("SELECT count(*) FROM chat_queue")) == 0)
 
             await until_async(empty)
 

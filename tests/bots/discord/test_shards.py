@@ -13,7 +13,7 @@ from storage import SqlStore
 from tests.bots.discord.harness import TOKEN, running_bot, write_config
 from tests.conftest import KEY
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID, Channel, FakeDiscord, Guild
-from tests.waiting import until
+from tests.waiting import until, until_async
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,6 +114,11 @@ async def test_a_process_marks_only_its_own_shards_replies_left_in_flight(
                 ),
             ]
             await fake.wait_for_requests(2)
+
+            async def both_recorded() -> bool:  # crash records are written behind the calls
+                return len(await store.open_replies("discord")) == 2
+
+            await until_async(both_recorded)
             records = {
                 r.chat_key: json.loads(r.target) for r in await store.open_replies("discord")
             }
