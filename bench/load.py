@@ -33,7 +33,9 @@ Figures:
 
 Ends with ``chats=… cpu_cores=… rss_mb=… p50_lag_ms=… p99_lag_ms=… exact=…/… r429=…``.
 Run: ``python -m bench.load [--chats 1000] [--rate 25] [--groups 0.2] [--store memory]``
-(``memory``: no database, to see its share); the targets are
+(``memory``: no database, to see its share; ``postgresql``: a fresh schema on the server at
+``--pg-url``, dropped afterwards: the scale-out path, every turn through the chat line of
+``storage.pg_order``); the targets are
 ≤ 1 core, ≤ 300 MB, p99 lag ≤ 50 ms, no 429 after warm-up, every reply exact.
 """
 
@@ -46,7 +48,11 @@ import os
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import DropSchema
 
 from bench.rig import Arrivals, Meter, peak_rss_mb, running_bot, world, write_config
 from bench.world import WorldOptions, WorldReport
@@ -142,7 +148,9 @@ def peak_cores(meter: Meter, span: float = 5.0) -> float:
     return best
 
 
-async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> None:
+async def run(
+    options: WorldOptions, warmup: float, *, memory: bool = False, storage: str = ""
+) -> None:
     arrivals = Arrivals()
     with tempfile.TemporaryDirectory() as folder:
         async with world(options) as users:
@@ -151,6 +159,7 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
                 kamiya_url=users.kamiya_url,
                 telegram_url=users.telegram_url,
                 streams=max(200, options.chats),
+                storage=storage,
             )
             async with running_bot(config, arrivals, memory=memory), Meter(0.5) as meter:
                 cpu0, wall0 = time.process_time(), time.monotonic()
@@ -198,7 +207,8 @@ async def run(options: WorldOptions, warmup: float, *, memory: bool = False) -> 
     starts = [start - first for start, _ in streams]
     lengths = [end - start for start, end in streams]
     print(
-        f"stream_start_s p50={percentile(starts, 0.5):.2f} max={max(starts):.2f} "
+        f"stream_start_s p50={percentile(starts, 0.5):.2f} p90={percentile(starts, 0.9):.2f} "
+        f"p99={percentile(starts, 0.99):.2f} max={max(starts):.2f} "
         f"stream_length_s p50={percentile(lengths, 0.5):.1f} max={max(lengths):.1f}"
     )
     print("bot_api_calls " + " ".join(f"{k}={v}" for k, v in sorted(report.methods.items())))
@@ -220,9 +230,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="Kamiya tokens/s per reply")
     parser.add_argument(
         "--store",
-        choices=["sqlite", "memory"],
+        choices=["sqlite", "memory", "postgresql"],
         default="sqlite",
         help="memory: no database, to see its share of the figures",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
+        help="the server for --store postgresql (a schema of its own, dropped after)",
     )
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before steady state")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -232,7 +247,24 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, timeout_s=args.timeout
     )
-    loop.run(run(options, args.warmup, memory=args.store == "memory"))
+    if args.store != "postgresql":
+        loop.run(run(options, args.warmup, memory=args.store == "memory"))
+        return
+    schema = f"kb_bench_{uuid.uuid4().hex[:12]}"
+    storage = f'[storage]\nurl = "{args.pg_url}"\nschema = "{schema}"\n'
+    try:
+        loop.run(run(options, args.warmup, storage=storage))
+    finally:
+        loop.run(drop_schema(args.pg_url, schema))
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(DropSchema(schema, cascade=True, if_exists=True))
+    finally:
+        await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -195,13 +195,17 @@ class _TimedReader(StreamReader):
         return event
 
 
-def write_config(folder: Path, *, kamiya_url: str, telegram_url: str, streams: int) -> Config:
-    """The shipped defaults, but for the fakes' URLs and ``max_concurrent_streams``."""
+def write_config(
+    folder: Path, *, kamiya_url: str, telegram_url: str, streams: int, storage: str = ""
+) -> Config:
+    """The shipped defaults, but for the fakes' URLs and ``max_concurrent_streams``;
+    ``storage``: a ``[storage]`` table (default: SQLite in ``folder``)."""
     path = folder / "bot.toml"
+    storage = storage or f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
     path.write_text(
         f"[bot]\nmax_concurrent_streams = {streams}\n"
         f'[kamiya]\nbase_url = "{kamiya_url}"\napi_key = "{KAMIYA_KEY}"\n'
-        f'[storage]\nurl = "sqlite+aiosqlite:///{folder / "bot.db"}"\n'
+        f"{storage}"
         f'[telegram]\ntoken = "{TOKEN}"\nbase_url = "{telegram_url}/bot"\n',
         encoding="utf-8",
     )
@@ -222,7 +226,7 @@ async def running_bot(
         if memory:
             store = MemoryStore()
         else:
-            store = await SqlStore.open(config.storage.url)
+            store = await SqlStore.open(config.storage.url, schema=config.storage.pg_schema)
             stack.push_async_callback(store.aclose)
         http = await stack.enter_async_context(build_http_client(config.kamiya))
         key = config.kamiya.api_key.get_secret_value()
