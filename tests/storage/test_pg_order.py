@@ -168,3 +168,25 @@ async def test_a_lost_session_fails_the_waiters_it_held(postgresql_target: SqlTa
         await asyncio.wait_for(again.going, 5)
         again.place.done()
         await until(lambda: a.chat_order().owner not in (None, owner))  # type: ignore[attr-defined]
+
+
+async def test_a_burst_of_places_keeps_arrival_order(postgresql_target: SqlTarget) -> None:
+    # Places a process takes together go in one statement: their numbers must follow the
+    # calls' order. (Across processes, order is what the database recorded first: a platform
+    # update is acknowledged only once its place is recorded.)
+    async with await postgresql_target.open() as a, await postgresql_target.open() as b:
+        holder = await join(b, "tg:burst")
+        await asyncio.wait_for(holder.going, 5)
+        places = [a.chat_order().place("tg:burst") for _ in range(40)]
+        went: list[int] = []
+
+        async def turn(n: int) -> None:
+            await places[n].wait()
+            went.append(n)
+            places[n].done()
+
+        turns = asyncio.gather(*(turn(n) for n in reversed(range(40))))
+        await asyncio.gather(*(p.recorded() for p in places))
+        holder.place.done()
+        await asyncio.wait_for(turns, 20)
+    assert went == list(range(40))
