@@ -45,11 +45,11 @@ class Acks:
             self._pending.pop(update.update_id, None)
             self._claimed.discard(update.update_id)
 
-    def claim(self, update_id: int) -> Callable[[], None]:
+    def claim(self, update_id: int) -> Callable[[], None] | None:
         """A handler starts a turn for this update: returns what settles it once the turn's
-        place is recorded (a no-op where no acknowledgement waits: polling)."""
+        place is recorded (``None`` where no acknowledgement waits: polling)."""
         if update_id not in self._pending:
-            return _nothing
+            return None
         self._claimed.add(update_id)
         return lambda: self._settle(update_id)
 
@@ -62,7 +62,3 @@ class Acks:
         settled = self._pending.get(update_id)
         if settled is not None and not settled.done():
             settled.set_result(None)
-
-
-def _nothing() -> None:
-    return None

@@ -319,7 +319,9 @@ class TelegramFrontend:
             return  # whitespace, or a bare mention: nothing to answer
         paste_key = (message.chat.id, thread_of(message), message.from_user.id)
         self._pending[paste_key] = message
-        self._settles.setdefault(paste_key, []).append(self._acks.claim(update.update_id))
+        settle = self._acks.claim(update.update_id)
+        if settle is not None:
+            self._settles.setdefault(paste_key, []).append(settle)
         replied = replied_bot_message(message, self.bot_user)
         if replied is not None:
             self._replied.setdefault(paste_key, replied)
@@ -338,8 +340,16 @@ class TelegramFrontend:
             placed()
             return
         key = self._key(message)
+        # Polling waits for no acknowledgement: then nothing to call once placed.
         self._tasks.spawn(
-            self._replies.answer(message, message.from_user, key, prompt, replied, placed=placed)
+            self._replies.answer(
+                message,
+                message.from_user,
+                key,
+                prompt,
+                replied,
+                placed=placed if settles else None,
+            )
         )
 
     async def _on_press(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
