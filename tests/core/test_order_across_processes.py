@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from core.conversations import Conversations
@@ -15,6 +16,8 @@ from core.frontend import ChatKey
 from tests.core.recording import RecordingSink
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from core.client import KamiyaClient
     from core.fake_kamiya import FakeKamiya, RecordedRequest
     from storage import SqlStore
@@ -23,8 +26,17 @@ if TYPE_CHECKING:
 CHAT = ChatKey("telegram", "100")
 
 
-async def _processes(target: SqlTarget, client: KamiyaClient, n: int) -> list[SqlStore]:
-    return [await target.open() for _ in range(n)]
+@asynccontextmanager
+async def processes(
+    target: SqlTarget, client: KamiyaClient, n: int = 3
+) -> AsyncIterator[tuple[list[Conversations], list[SqlStore]]]:
+    """``n`` "processes": a ``Conversations`` on a store of its own each, one database."""
+    stores = [await target.open() for _ in range(n)]
+    try:
+        yield [Conversations(client, store, titles=False) for store in stores], stores
+    finally:
+        for store in stores:
+            await store.aclose()
 
 
 def _overlap(requests: list[RecordedRequest]) -> bool:
@@ -41,16 +53,14 @@ async def test_one_chat_over_three_processes_is_answered_in_order(
     postgresql_target: SqlTarget,
 ) -> None:
     fake.default_script = Script(chunk_chars=3, delay_s=0.005)
-    stores = await _processes(postgresql_target, client, 3)
-    try:
-        processes = [Conversations(client, store, titles=False) for store in stores]
+    async with processes(postgresql_target, client) as (conversations, _):
         sinks, turns = [], []
         for n in range(9):
             sink = RecordingSink()
             placed = asyncio.Event()
             turns.append(
                 asyncio.create_task(
-                    processes[n % 3].ask(
+                    conversations[n % 3].ask(
                         CHAT, f"message {n}", sink, user_id="u", placed=placed.set
                     )
                 )
@@ -59,9 +69,6 @@ async def test_one_chat_over_three_processes_is_answered_in_order(
             # The platform's acknowledgement of message n, before message n + 1 is sent.
             await asyncio.wait_for(placed.wait(), 5)
         await asyncio.wait_for(asyncio.gather(*turns), 30)
-    finally:
-        for store in stores:
-            await store.aclose()
 
     asked = sorted(fake.requests, key=lambda r: r.started)
     assert [r.json["content"] for r in asked] == [f"message {n}" for n in range(9)]
@@ -80,20 +87,15 @@ async def test_many_chats_over_three_processes_run_in_parallel(
     postgresql_target: SqlTarget,
 ) -> None:
     fake.default_script = Script(chunk_chars=3, delay_s=0.01)
-    stores = await _processes(postgresql_target, client, 3)
-    try:
-        processes = [Conversations(client, store, titles=False) for store in stores]
+    async with processes(postgresql_target, client) as (conversations, stores):
         chats = [ChatKey("telegram", str(200 + n)) for n in range(12)]
         turns = [
-            processes[(n + k) % 3].ask(chat, f"{chat} says {k}", RecordingSink(), user_id="u")
+            conversations[(n + k) % 3].ask(chat, f"{chat} says {k}", RecordingSink(), user_id="u")
             for k in range(2)
             for n, chat in enumerate(chats)
         ]
         await asyncio.wait_for(asyncio.gather(*turns), 30)
         currents = [await stores[0].current(str(chat)) for chat in chats]
-    finally:
-        for store in stores:
-            await store.aclose()
 
     by_chat: dict[str, list[RecordedRequest]] = {}
     for request in fake.requests:
