@@ -103,7 +103,20 @@ def create_engine(
     ``connect_args`` go to the DBAPI ``connect()``. ``schema`` (PostgreSQL only) puts the tables
     in that schema, through asyncpg's ``server_settings`` ``search_path``, so that several
     deployments (or tests) can share one database; ``storage.migrate`` creates it if missing.
+    Any failure (a bad URL, an unknown dialect, a driver not installed, a folder that cannot be
+    made) is a one-line ``StorageError`` without the URL's password.
     """
+    try:
+        return _create_engine(url, connect_args, schema)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"cannot use {safe_url(url)}: {safe_reason(exc, url)}") from None
+
+
+def _create_engine(
+    url: str, connect_args: Mapping[str, object] | None, schema: str | None
+) -> AsyncEngine:
     parsed = make_url(url)
     args = dict(connect_args or {})
     if schema:

@@ -81,12 +81,7 @@ async def read_schema(url: str, *, schema: str | None = None) -> SchemaState:
 async def _with_engine(
     url: str, schema: str | None, job: Callable[[AsyncEngine], Awaitable[T]]
 ) -> T:
-    try:
-        engine = create_engine(url, schema=schema)
-    except StorageError:
-        raise
-    except Exception as exc:  # bad URL, unknown dialect, driver not installed
-        raise StorageError(f"cannot use {safe_url(url)}: {safe_reason(exc, url)}") from None
+    engine = create_engine(url, schema=schema)
     try:
         return await job(engine)
     except StorageError:

@@ -137,12 +137,7 @@ class SqlStore:
         # Imported here: storage.migrate loads Alembic, which only opening a database needs.
         from storage import migrate  # noqa: PLC0415
 
-        try:
-            engine = create_engine(url, connect_args=connect_args, schema=schema)
-        except StorageError:
-            raise
-        except Exception as exc:  # bad URL, unknown dialect, driver not installed
-            raise StorageError(f"cannot use {safe_url(url)}: {safe_reason(exc, url)}") from None
+        engine = create_engine(url, connect_args=connect_args, schema=schema)
         order = PgChatOrder(engine) if engine.dialect.name == "postgresql" else None
         try:
             if upgrade:
