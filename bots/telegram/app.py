@@ -125,9 +125,14 @@ class TelegramFrontend:
         return len(self._tasks)
 
     def healthy(self) -> bool:
-        """Up: started, and the long poll (the updater) and the update handling running."""
+        """Up: started, update handling running, and updates coming in: the long poll (the
+        updater) running, or in webhook mode the listener serving and not stopping."""
         app = self._app
-        return app is not None and app.running and app.updater is not None and app.updater.running
+        if app is None or not app.running:
+            return False
+        if self._webhook is not None:
+            return not self._webhook.closing
+        return app.updater is not None and app.updater.running
 
     async def start(self) -> None:
         settings = self._settings

@@ -77,6 +77,16 @@ async def test_a_message_by_webhook_streams_and_ends_as_in_polling(tg, fake, bot
     assert not tg.calls_of("getUpdates")
 
 
+async def test_a_webhook_bot_is_healthy_until_it_stops(tg, make_bot):
+    # No long poll runs in webhook mode: the listener is what takes updates.
+    async with make_bot() as bot:
+        assert bot.frontend.healthy()
+        stopping = asyncio.create_task(bot.frontend.stop())
+        await until(lambda: bot.frontend.webhook is None or bot.frontend.webhook.closing)
+        assert not bot.frontend.healthy()
+        await stopping
+
+
 async def test_start_registers_the_webhook_with_the_secret_and_the_polled_updates(tg, bot):
     (call,) = tg.calls_of("setWebhook")
     assert call.params["url"] == PUBLIC_URL
