@@ -2,9 +2,10 @@
 
 Not prometheus-client's thread server: ``/healthz`` asks the database and the frontends, which
 live on this loop. ``/healthz`` answers 200 when the database answers a cheap query within
-``PING_TIMEOUT_S`` and every frontend says it is up (Telegram: polling; Discord: gateway
-connected), else 503 naming what failed. Its body holds component names and ``ok`` / ``down``
-only: never an exception's text, which could carry a database URL with its password.
+``PING_TIMEOUT_S`` and every frontend says it is up (Telegram: the long poll or the webhook
+listener; Discord: gateway connected), else 503 naming what failed. Its body holds component
+names and ``ok`` / ``down`` only: never an exception's text, which could carry a database URL
+with its password.
 """
 
 from __future__ import annotations
