@@ -42,11 +42,17 @@ async def join(store: SqlStore, chat: str = "tg:1") -> Turn:
     return Turn(place, asyncio.create_task(place.wait()))
 
 
+async def hold(store: SqlStore, chat: str = "tg:1") -> Turn:
+    """A turn of ``chat`` in ``store``'s process, once it has gone (holds the chat)."""
+    turn = await join(store, chat)
+    await asyncio.wait_for(turn.going, 5)
+    return turn
+
+
 async def settle(store: SqlStore) -> None:
     """Let every waiter look at the line again: a probe turn of another chat on ``store``
     goes through the same session, after every statement already queued on it."""
-    probe = await join(store, "probe")
-    await asyncio.wait_for(probe.going, 5)
+    probe = await hold(store, "probe")
     probe.place.done()
     await asyncio.sleep(0)
 
@@ -74,8 +80,7 @@ async def test_turns_go_one_at_a_time_in_arrival_order_across_processes(
 
 async def test_other_chats_never_wait(postgresql_target: SqlTarget) -> None:
     async with await postgresql_target.open() as a, await postgresql_target.open() as b:
-        busy = await join(a, "tg:1")
-        await asyncio.wait_for(busy.going, 5)
+        busy = await hold(a, "tg:1")
         others = [await join((a, b)[n % 2], f"tg:{n}") for n in range(2, 12)]
         await asyncio.wait_for(asyncio.gather(*(t.going for t in others)), 5)
         for turn in (busy, *others):
@@ -87,8 +92,7 @@ async def test_a_dead_process_releases_its_chat_and_its_waiting_places(
 ) -> None:
     async with await postgresql_target.open() as b:
         a = await postgresql_target.open()
-        holding = await join(a)
-        await asyncio.wait_for(holding.going, 5)
+        await hold(a)  # and never done: the process "dies" holding the chat
         queued_in_a = await join(a)  # a place that will never be done either
         waiting = await join(b)
         await settle(b)
@@ -110,8 +114,7 @@ async def test_a_dead_process_releases_its_chat_and_its_waiting_places(
 
 async def test_a_cancelled_waiter_leaves_the_line(postgresql_target: SqlTarget) -> None:
     async with await postgresql_target.open() as a, await postgresql_target.open() as b:
-        first = await join(a)
-        await asyncio.wait_for(first.going, 5)
+        first = await hold(a)
         given_up = await join(b)
         last = await join(a)
         given_up.going.cancel()
@@ -125,8 +128,7 @@ async def test_the_chat_lock_is_held_during_a_turn_and_freed_after(
     postgresql_target: SqlTarget,
 ) -> None:
     async with await postgresql_target.open() as a, await postgresql_target.open() as b:
-        turn = await join(a)
-        await asyncio.wait_for(turn.going, 5)
+        turn = await hold(a)
 
         async def locked_elsewhere() -> bool:
             async with b.engine.connect() as conn:
@@ -150,8 +152,7 @@ async def test_the_chat_lock_is_held_during_a_turn_and_freed_after(
 
 async def test_a_lost_session_fails_the_waiters_it_held(postgresql_target: SqlTarget) -> None:
     async with await postgresql_target.open() as a, await postgresql_target.open() as b:
-        first = await join(b)
-        await asyncio.wait_for(first.going, 5)
+        first = await hold(b)
         waiting = await join(a)
         owner = a.chat_order().owner  # type: ignore[attr-defined]
         pid = int(owner.split(":")[0])
@@ -164,8 +165,7 @@ async def test_a_lost_session_fails_the_waiters_it_held(postgresql_target: SqlTa
         waiting.place.done()
 
         # The process goes on with a new session: later turns are served.
-        again = await join(a)
-        await asyncio.wait_for(again.going, 5)
+        again = await hold(a)
         again.place.done()
         await until(lambda: a.chat_order().owner not in (None, owner))  # type: ignore[attr-defined]
 
@@ -175,8 +175,7 @@ async def test_a_burst_of_places_keeps_arrival_order(postgresql_target: SqlTarge
     # calls' order. (Across processes, order is what the database recorded first: a platform
     # update is acknowledged only once its place is recorded.)
     async with await postgresql_target.open() as a, await postgresql_target.open() as b:
-        holder = await join(b, "tg:burst")
-        await asyncio.wait_for(holder.going, 5)
+        holder = await hold(b, "tg:burst")
         places = [a.chat_order().place("tg:burst") for _ in range(40)]
         went: list[int] = []
 
