@@ -30,8 +30,7 @@ class Acks:
 
     def __init__(self, wait_s: float = ACK_WAIT_S) -> None:
         self._wait_s = wait_s
-        self._pending: dict[int, asyncio.Future[None]] = {}
-        self._claimed: set[int] = set()
+        self._pending: dict[int, asyncio.Future[None]] = {}  # not yet claimed by a turn
 
     async def accept(self, update: Update, enqueue: Callable[[Update], Awaitable[None]]) -> None:
         """Queue ``update`` and return once it is settled (or ``ACK_WAIT_S`` passed)."""
@@ -43,22 +42,20 @@ class Acks:
                 await asyncio.wait_for(asyncio.shield(settled), self._wait_s)
         finally:
             self._pending.pop(update.update_id, None)
-            self._claimed.discard(update.update_id)
 
     def claim(self, update_id: int) -> Callable[[], None] | None:
         """A handler starts a turn for this update: returns what settles it once the turn's
         place is recorded (``None`` where no acknowledgement waits: polling)."""
-        if update_id not in self._pending:
-            return None
-        self._claimed.add(update_id)
-        return lambda: self._settle(update_id)
+        settled = self._pending.pop(update_id, None)
+        return None if settled is None else lambda: _settle(settled)
 
     def handled(self, update_id: int) -> None:
         """The update's handlers ran; unless one claimed it, it is settled now."""
-        if update_id not in self._claimed:
-            self._settle(update_id)
-
-    def _settle(self, update_id: int) -> None:
         settled = self._pending.get(update_id)
-        if settled is not None and not settled.done():
-            settled.set_result(None)
+        if settled is not None:
+            _settle(settled)
+
+
+def _settle(settled: asyncio.Future[None]) -> None:
+    if not settled.done():
+        settled.set_result(None)
