@@ -66,7 +66,10 @@ class PaceLimits:
     ``per_second`` with ``burst``: a token bucket per chat (short bursts, then a steady rate).
     ``window_calls`` per ``window_s``: a rolling cap per chat (Telegram groups: 20 a minute;
     Discord: 5 edits per 5 s). ``global_per_second``: a rolling one-second cap shared by every
-    chat of the bot.
+    chat of the bot, handed out evenly: at most ``global_burst`` calls at once, then one per
+    ``1 / global_per_second`` s. (Spent as a burst, a second's 30 slots freed together a
+    second later and 30 chats went at once again: on one event loop the last of them waited
+    for all the others' requests to be built, 45 ms with 1,000 chats streaming.)
     """
 
     per_second: float = 1.0
@@ -74,6 +77,7 @@ class PaceLimits:
     window_calls: int | None = None
     window_s: float = 60.0
     global_per_second: float | None = None
+    global_burst: int = 3
 
 
 class _Ticket:
@@ -100,27 +104,40 @@ class _Window:
     late, so counting from completion keeps the platform's own window under the limit.
 
     Shared by chats (the bot-wide cap), it also keeps the queue of chats waiting for a slot and
-    hands free slots out in order (``enqueue``); a slot handed out counts as in flight.
+    hands free slots out in order (``enqueue``); a slot handed out counts as in flight. With a
+    ``burst``, slots are also spread out: a token bucket of that size, refilled at
+    ``limit / span`` a second, must hold one for each slot taken.
     """
 
     __slots__ = (
+        "_burst",
         "_clock",
         "_events",
         "_granted",
         "_queues",
+        "_stamp",
         "_timer",
+        "_tokens",
         "in_flight",
         "limit",
         "span",
     )
 
     def __init__(
-        self, limit: int, span: float, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int,
+        span: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        burst: int | None = None,
     ) -> None:
         self.limit = limit
         self.span = span
         self.in_flight = 0
         self._clock = clock
+        self._burst = burst
+        self._tokens = float(burst or 0)
+        self._stamp = clock()
         self._events: deque[float] = deque()
         self._queues: tuple[deque[_Ticket], ...] = tuple(deque() for _ in Priority)
         self._granted: deque[_Ticket] = deque()  # handed out, maybe not yet claimed
@@ -132,14 +149,40 @@ class _Window:
         horizon = now - self.span
         while events and events[0] <= horizon:
             events.popleft()
-        return self.limit - len(events) - self.in_flight
+        free = self.limit - len(events) - self.in_flight
+        if self._burst is not None:
+            free = min(free, int(self._refill(now)))
+        return free
 
     def delay(self, now: float) -> float:
         if self.room(now) > 0:
             return 0.0
-        if not self._events:
-            return self.span / max(1, self.limit)  # all slots in flight: look again soon
-        return self._events[0] + self.span - now
+        wait = 0.0
+        if len(self._events) + self.in_flight >= self.limit:
+            if self._events:
+                wait = self._events[0] + self.span - now
+            else:
+                wait = self.span / max(1, self.limit)  # all slots in flight: look again soon
+        if self._burst is not None and self._tokens < 1.0:
+            wait = max(wait, (1.0 - self._tokens) * self.span / self.limit)
+        return wait
+
+    def take(self) -> None:
+        """A slot is taken now (``room`` was positive)."""
+        self.in_flight += 1
+        self._tokens -= 1.0
+
+    def _refill(self, now: float) -> float:
+        burst = self._burst or 0
+        if self._tokens < burst and now > self._stamp:
+            self._tokens = min(burst, self._tokens + (now - self._stamp) * self.limit / self.span)
+        self._stamp = now
+        return self._tokens
+
+    def _give_back(self, slots: int) -> None:
+        self.in_flight -= slots
+        if self._burst is not None:
+            self._tokens = min(float(self._burst), self._tokens + slots)
 
     def record(self, now: float) -> None:
         self._events.append(now)
@@ -178,7 +221,7 @@ class _Window:
 
     def release(self, slots: int = 1) -> None:
         """Reserved slots went unused: free them, and hand them on."""
-        self.in_flight -= slots
+        self._give_back(slots)
         if self.queued:
             self._serve()
 
@@ -190,11 +233,11 @@ class _Window:
             stale = granted.popleft()
             if not stale.claimed:  # its chat never came for it (its task ended): take it back
                 stale.revoked = True
-                self.in_flight -= 1
+                self._give_back(1)
         room = self.room(now)
         while room > 0 and (queue := self._head()) is not None:
             ticket = queue.popleft()
-            self.in_flight += 1
+            self.take()
             room -= 1
             ticket.granted_at = now
             ticket.future.set_result(None)
@@ -281,7 +324,7 @@ class ChatGate:
         if self._ticket is None or self._ticket.revoked:
             self._ticket = None  # a revoked ticket was not claimed in time: queue again
             if shared.room(now) > 0 and not shared.queued:
-                shared.in_flight += 1
+                shared.take()
                 self._reserved += 1
                 return 0.0
             try:
@@ -332,7 +375,7 @@ class ChatGate:
             return True
         if shared.queued or shared.room(self._clock()) <= 0:
             return False
-        shared.in_flight += 1
+        shared.take()
         return True
 
     def spent(self) -> None:
@@ -438,7 +481,9 @@ class Gates:
                 rate = limits.global_per_second
                 shared = self._shared.get(rate)
                 if shared is None:
-                    shared = self._shared[rate] = _Window(max(1, int(rate)), 1.0, self._clock)
+                    shared = self._shared[rate] = _Window(
+                        max(1, int(rate)), 1.0, self._clock, burst=limits.global_burst
+                    )
             gate = self._gates[chat] = ChatGate(
                 limits, shared=shared, clock=self._clock, on_penalty=self._on_penalty
             )
