@@ -97,8 +97,6 @@ def lags_ms(
             at = call.at if not at_send else sent
             if at is not None:
                 lags.append((at - track.times[newest]) * 1000)
-                if os.environ.get("LAGDBG") and not at_send:
-                    print(f"LAG t={track.times[newest]:.3f} lag={(at - track.times[newest]) * 1000:.1f} chat={call.chat_id} m={call.method} n={newest}")
     return lags, showing, wrong
 
 

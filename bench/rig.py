@@ -16,7 +16,7 @@ import os
 import re
 import time
 from array import array
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
@@ -26,9 +26,9 @@ from telegram.request import HTTPXRequest
 from bench.world import KAMIYA_KEY, SHOWING, WorldOptions, WorldReport, run_kamiya, run_world
 from bots.telegram.app import TelegramFrontend
 from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
-from core.client import CONVERSATION_PATH
+from core.client import CONVERSATION_PATH, Pace
 from core.events import StreamReader
-from core.throttle import LiveRenderer
+from core.throttle import ChatGate, LiveRenderer, Priority
 from storage import MemoryStore, SqlStore
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
     from core import Config, Event
     from core.sse import SseEvent
-    from core.throttle import ChatGate
     from storage import ConversationStore
 
 __all__ = [
@@ -54,6 +53,7 @@ __all__ = [
     "running_bot",
     "timed_attempts",
     "timed_requests",
+    "timed_slots",
     "world",
     "write_config",
 ]
@@ -73,6 +73,8 @@ class Track:
     total: int = 0
     last: int = 0
     gate: ChatGate | None = None  # the chat's pace, looked up once (this runs per delta)
+    slot_at: float = 0.0  # when the chat's latest call slot was granted (``timed_slots``)
+    catching_up: bool = False  # its reader reads what came while it rested, for a call
 
 
 class Arrivals:
@@ -86,6 +88,7 @@ class Arrivals:
         # (chat, Bot API method) → when each request of it left the bot (``timed_requests``)
         self.sends: dict[tuple[int, str], array[float]] = {}
         self.gate_of: Callable[[int], ChatGate] | None = None
+        self.by_gate: dict[int, Track] = {}  # id(gate) → its chat's track
 
     def track(self, chat_id: int) -> Track | None:
         """The chat's record, made at its first delta; ``None`` when only counting."""
@@ -95,14 +98,21 @@ class Arrivals:
         if track is None:
             track = self.tracks[chat_id] = Track()
             track.gate = self.gate_of(chat_id) if self.gate_of is not None else None
+            if track.gate is not None:
+                self.by_gate[id(track.gate)] = track
         return track
 
     def note(self, track: Track | None, text: str) -> None:
-        """A delta of ``track``'s chat arrived now (the chat looked up once per reply)."""
+        """A delta of ``track``'s chat arrived now (the chat looked up once per reply).
+
+        Read while catching up (it came while the reader rested, before the chat's call slot
+        was granted), it counts from the grant: when the pace allowed showing it."""
         now = time.monotonic()
         self.count += 1
         if track is None:
             return
+        if track.catching_up:
+            now = min(now, track.slot_at)
         gate = track.gate
         track.times.append(now)
         track.open.append(gate is not None and gate.open())
@@ -126,6 +136,38 @@ def timed_attempts(arrivals: Arrivals) -> AbstractContextManager[object]:
         return await original(self, call, text)
 
     return patch.object(LiveRenderer, "_attempt", attempt)
+
+
+def timed_slots(arrivals: Arrivals) -> AbstractContextManager[object]:
+    """Note when each chat's call slot was granted (``ChatGate.reserve`` returns 0: at once,
+    or once its queued ticket was granted, then at the grant) and when its reader catches up
+    for the call (``LiveRenderer._catch_up``): instrumentation, patched in for the run."""
+    reserve, catch_up = ChatGate.reserve, LiveRenderer._catch_up
+
+    def timed_reserve(self: ChatGate, priority: Priority = Priority.UPDATE) -> float:
+        ticket = self._ticket
+        granted = ticket.granted_at if ticket is not None and ticket.granted else None
+        wait = reserve(self, priority)
+        track = arrivals.by_gate.get(id(self))
+        if wait == 0 and track is not None:
+            track.slot_at = granted if granted is not None else time.monotonic()
+        return wait
+
+    async def timed_catch_up(self: LiveRenderer) -> None:
+        track = arrivals.by_gate.get(id(self._gate))
+        if track is None:
+            return await catch_up(self)
+        track.catching_up = True
+        try:
+            await catch_up(self)
+        finally:
+            track.catching_up = False
+        return None
+
+    stack = ExitStack()
+    stack.enter_context(patch.object(ChatGate, "reserve", timed_reserve))
+    stack.enter_context(patch.object(LiveRenderer, "_catch_up", timed_catch_up))
+    return stack
 
 
 def timed_requests(arrivals: Arrivals) -> AbstractContextManager[object]:
@@ -168,16 +210,16 @@ class TimedClient(KamiyaClient):
         self._arrivals = arrivals
 
     def conversation(
-        self, content: str, conversation_id: str | None = None
+        self, content: str, conversation_id: str | None = None, *, pace: Pace | None = None
     ) -> AsyncGenerator[Event]:
         found = _CHAT.search(content)
         if found is None:
-            return super().conversation(content, conversation_id)
+            return super().conversation(content, conversation_id, pace=pace)
         body: dict[str, object] = {"content": content}
         if conversation_id is not None:
             body["conversationId"] = conversation_id
         reader = _TimedReader(self._arrivals, int(found[1]))
-        return self._stream(CONVERSATION_PATH, body, reader, conversation_id)
+        return self._stream(CONVERSATION_PATH, body, reader, conversation_id, pace)
 
 
 class _TimedReader(StreamReader):
@@ -237,6 +279,7 @@ async def running_bot(
         frontend = TelegramFrontend(config, conversations)
         stack.enter_context(timed_attempts(arrivals))
         stack.enter_context(timed_requests(arrivals))
+        stack.enter_context(timed_slots(arrivals))
         await frontend.start()
         # The chat's pace as the frontend keeps it (a bench may look at private parts).
         replies = frontend._replies

@@ -273,8 +273,6 @@ async def _kamiya(conn: Connection, options: WorldOptions) -> None:
 def run_world(conn: Connection, options: WorldOptions) -> None:
     """The fake Telegram and the users: a child process' entry point."""
     os.environ.setdefault("PTB_TIMEDELTA", "true")
-    if os.environ.get("TGNICE"):
-        os.nice(int(os.environ["TGNICE"]))
     _run(_world(conn, options))
 
 

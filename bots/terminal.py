@@ -22,7 +22,7 @@ from bots.terminal_commands import COMMANDS, control
 from core import ChatKey, Failure, Reply, failure_text, text
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable
 
     from rich.console import Console
 
@@ -55,6 +55,9 @@ class PlainSink:
 
     async def progress(self, text: str) -> None:
         return None
+
+    def pause(self) -> Awaitable[None] | None:
+        return None  # nothing shown before the end: read at once, as it comes
 
     async def finished(self, reply: Reply) -> None:
         if reply.context_expired:
@@ -92,6 +95,9 @@ class LiveSink:
     async def progress(self, text: str) -> None:
         if self._live is not None:
             self._live.update(Markdown(text))
+
+    def pause(self) -> Awaitable[None] | None:
+        return None  # a terminal has no pace to wait for
 
     async def finished(self, reply: Reply) -> None:
         self._show(Markdown(reply.text))

@@ -616,7 +616,8 @@ class Conversations:
 
     async def _stream(self, ctx: _Ctx, content: str, conversation_id: str | None) -> Final:
         final: Final | None = None
-        async with aclosing(self._client.conversation(content, conversation_id)) as events:
+        stream = self._client.conversation(content, conversation_id, pace=ctx.sink.pause)
+        async with aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
                     await _quiet(ctx.sink.progress(ctx.add(event.text)))
@@ -629,7 +630,8 @@ class Conversations:
     async def _completion_stream(
         self, ctx: _Ctx, messages: list[dict[str, str]], model: str
     ) -> str:
-        async with aclosing(self._client.stream_completion(messages, model)) as deltas:
+        stream = self._client.stream_completion(messages, model, pace=ctx.sink.pause)
+        async with aclosing(stream) as deltas:
             async for delta in deltas:
                 await _quiet(ctx.sink.progress(ctx.add(delta.text)))
         return ctx.partial()

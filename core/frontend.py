@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from core.errors import KamiyaError
 
 __all__ = ["ChatKey", "Failure", "Reply", "ReplySink"]
@@ -102,6 +104,13 @@ class ReplySink(Protocol):
 
     async def progress(self, text: str) -> None:
         """The reply so far, whole; called often, so render at the platform's pace."""
+        ...
+
+    def pause(self) -> Awaitable[None] | None:
+        """Asked between network reads of the reply: ``None`` to read on, or something to
+        await first, while newer text could not be shown anyway (the platform's pace holds the
+        chat back). A stream left unread meanwhile is read in one go later: each token read
+        as it came cost a wake-up of the event loop, most of a busy bot's CPU."""
         ...
 
     async def finished(self, reply: Reply) -> None:

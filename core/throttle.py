@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 _MIN_WAIT = 0.005  # s: the shortest sleep, so float rounding never becomes a busy loop
 _POLL_S = 0.05  # s: how often a caller polling ``reserve`` looks whether its turn came
+# A stream's reader rests while its chat cannot be shown newer text (``LiveRenderer.pause``):
+_REST_MIN_S = 0.05  # not for less (a wake-up costs what it saves)
+_REST_MAX_S = 0.25  # nor for more at a time: the reply's end is seen at most that late
+_REST_LEAD_S = 0.02  # and it wakes this early, to have read all before the call may go
 
 
 class Priority(IntEnum):
@@ -172,6 +177,10 @@ class _Window:
         self.in_flight += 1
         self._tokens -= 1.0
 
+    def charge(self, calls: int) -> None:
+        """Calls made without a slot taken first still spend the bucket."""
+        self._tokens -= calls
+
     def _refill(self, now: float) -> float:
         burst = self._burst or 0
         if self._tokens < burst and now > self._stamp:
@@ -277,11 +286,11 @@ class ChatGate:
 
     def delay(self) -> float:
         """Seconds until a call is allowed (0: now; not while other chats queue for the
-        bot-wide cap, unless this chat's turn has come)."""
+        bot-wide cap, unless this chat's turn has come or it holds a slot)."""
         now = self._clock()
         wait = self._own_delay(now)
         shared = self._shared
-        if shared is not None:
+        if shared is not None and not self._reserved:
             ticket = self._ticket
             if ticket is not None and ticket.granted:
                 pass
@@ -291,10 +300,29 @@ class ChatGate:
                 wait = max(wait, shared.delay(now))
         return max(0.0, wait)
 
+    def hold(self) -> float:
+        """Seconds for which no call of this chat can go (``inf``: queued behind other chats
+        for the bot-wide cap, for as long as that takes)."""
+        now = self._clock()
+        wait = self._own_delay(now)
+        shared = self._shared
+        if shared is not None and not self._reserved:
+            ticket = self._ticket
+            if ticket is not None:
+                if not ticket.granted:
+                    return math.inf
+            elif shared.queued:
+                return math.inf
+            else:
+                wait = max(wait, shared.delay(now))
+        return max(0.0, wait)
+
     def open(self) -> bool:
         """``delay() == 0``, answered from the cheapest facts first: while other chats queue for
         the bot-wide cap (most of the time under load), without looking at this chat's own."""
         shared = self._shared
+        if shared is not None and self._reserved:
+            shared = None  # it holds a slot
         ticket = self._ticket
         if shared is not None:
             if ticket is not None:
@@ -405,6 +433,8 @@ class ChatGate:
                 shared.record(now)
         if shared is not None:
             shared.in_flight -= self._reserved
+            if calls > self._reserved:
+                shared.charge(calls - self._reserved)
         self._reserved = 0
 
     def penalize(self, retry_after: float) -> None:
@@ -521,6 +551,7 @@ class LiveRenderer:
         self._wake = asyncio.Event()
         self._max_final_attempts = max_final_attempts
         self._task: asyncio.Task[None] | None = None
+        self._resting: asyncio.Future[None] | None = None  # the stream's reader, resting
         self._trace: TurnTrace | None = None  # whose first text this shows, once text came
         self.calls = 0
         self.updates_shown = 0
@@ -536,6 +567,33 @@ class LiveRenderer:
             if self._trace is not None:
                 self._trace.first_token()
             self._task = asyncio.create_task(self._run(), name="live-renderer")
+
+    def pause(self) -> Awaitable[None] | None:
+        """``ReplySink.pause``: rest while the chat's pace holds it back, never past the
+        moment a call may go; a call that may go wakes the reader first (``_catch_up``)."""
+        if self._task is None or self._final is not None or self._resting is not None:
+            return None  # the first text goes at once; the end is shown as it comes
+        hold = self._gate.hold() - _REST_LEAD_S
+        if hold < _REST_MIN_S:
+            return None
+        return self._rest(min(hold, _REST_MAX_S))
+
+    async def _rest(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        resting = self._resting = loop.create_future()
+        timer = loop.call_later(seconds, _settle, resting)
+        try:
+            await resting
+        finally:
+            timer.cancel()
+            self._resting = None
+
+    async def _catch_up(self) -> None:
+        """A call may go: a resting reader first reads what came meanwhile. Its wake-up is
+        queued before this task's, and it reads all that is buffered without waiting."""
+        if self._resting is not None:
+            _settle(self._resting)
+            await asyncio.sleep(0)
 
     async def finish(self, text: str) -> None:
         """Show ``text`` as the final state; returns once it is delivered (or given up on)."""
@@ -562,6 +620,7 @@ class LiveRenderer:
             await self._wake.wait()
             self._wake.clear()
             await self._pace(Priority.UPDATE if self._shown is not None else Priority.FIRST)
+            await self._catch_up()
             if self._final_text() is not None:
                 held = True
                 break
@@ -604,3 +663,8 @@ class LiveRenderer:
 
     async def _pace(self, priority: Priority) -> None:
         await self._gate.acquire(self._sleep, priority)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

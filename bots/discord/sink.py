@@ -24,6 +24,8 @@ from core import Failure, failure_markdown, text
 from core.throttle import LiveRenderer
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from bots.discord.surface import DiscordSurface
     from core import Reply
     from core.throttle import ChatGate
@@ -68,6 +70,9 @@ class DiscordReply:
     async def progress(self, text: str) -> None:
         self._progress = text
         self._renderer.update(text)
+
+    def pause(self) -> Awaitable[None] | None:
+        return self._renderer.pause()
 
     async def finished(self, reply: Reply) -> None:
         self.outcome = reply

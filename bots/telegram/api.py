@@ -12,9 +12,9 @@ import datetime as dt
 import warnings
 from typing import TYPE_CHECKING, TypeVar
 
-import stamina
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
+from core.retries import retrying
 from core.throttle import RetryLater
 
 if TYPE_CHECKING:
@@ -34,14 +34,11 @@ def _transient(exc: Exception) -> bool:
 async def call(make: Callable[[], Awaitable[T]]) -> T:
     """Run ``make()`` (a Bot API call); raise ``RetryLater`` on 429."""
     try:
-        async for attempt in stamina.retry_context(
-            on=_transient, attempts=ATTEMPTS, wait_initial=0.2, wait_max=2.0, timeout=15.0
-        ):
-            with attempt:
-                return await make()
+        return await retrying(
+            make, on=_transient, attempts=ATTEMPTS, wait_initial=0.2, wait_max=2.0, timeout=15.0
+        )
     except RetryAfter as exc:
         raise RetryLater(retry_seconds(exc)) from None
-    raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
 
 def retry_seconds(exc: RetryAfter) -> float:

@@ -77,6 +77,9 @@ class TelegramReply:
     async def progress(self, text: str) -> None:
         self._renderer.update(text)
 
+    def pause(self) -> Awaitable[None] | None:
+        return self._renderer.pause()
+
     async def finished(self, reply: Reply) -> None:
         self._surface.final_markup = regenerate_keyboard(reply, self._lang)
         await self._end(reply.text)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from core.frontend import Failure, Reply
 
 
@@ -34,6 +36,9 @@ class RecordingSink:
     async def progress(self, text: str) -> None:
         self.calls.append("progress")
         self.progress_texts.append(text)
+
+    def pause(self) -> Awaitable[None] | None:
+        return None
 
     async def finished(self, reply: Reply) -> None:
         self.calls.append("finished")

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import socket
 from contextlib import aclosing
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -177,6 +178,26 @@ async def test_stalled_stream_times_out_as_incomplete(fake):
         client = KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
         with pytest.raises(IncompleteStream, match="timed out"):
             await turn(client, "x")
+
+
+async def test_a_slow_stream_that_keeps_sending_is_not_a_stall(fake):
+    # The read timeout bounds each silence, not the reply: 8 pieces 0.2 s apart outlast a 0.5 s
+    # timeout twice over (the watch that replaced aiohttp's per-read timer counts bytes).
+    fake.enqueue(Script(reply="a slow but steady reply", chunk_chars=3, delay_s=0.2))
+    async with http_client(httpx.Timeout(0.5)) as http:
+        client = KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
+        events = await turn(client, "x")
+    assert events[-1] == Final(conversation_id=ANY, full_content="a slow but steady reply")
+
+
+async def test_after_a_stall_the_next_request_gets_a_fresh_connection(fake):
+    fake.enqueue(Script(reply="slow reply", chunk_chars=2, delay_s=2.0), Script(reply="fine"))
+    async with http_client(httpx.Timeout(0.3)) as http:
+        client = KamiyaClient(http, base_url=fake.base_url, api_key=KEY)
+        with pytest.raises(IncompleteStream, match="timed out"):
+            await turn(client, "x")
+        events = await turn(client, "y")
+    assert events[-1] == Final(conversation_id=ANY, full_content="fine")
 
 
 async def test_streamed_completion_for_any_model(client, fake):

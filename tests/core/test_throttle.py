@@ -140,7 +140,7 @@ async def test_group_minute_cap_holds():
 
 async def test_bot_wide_cap_is_shared_by_all_chats():
     gates = Gates(clock=asyncio.get_running_loop().time)
-    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=30)
+    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=30, global_burst=30)
     for chat in range(30):
         gate_ = gates.get(chat, limits)
         assert gate_.delay() == 0
