@@ -22,13 +22,15 @@ if TYPE_CHECKING:
     from telegram import CallbackQuery
 from telegram.request import HTTPXRequest
 
+from bots.telegram.http import BotRequest
+
 __all__ = ["ReadableUpdates", "readable"]
 
 log = logging.getLogger(__name__)
 
 
-class ReadableUpdates(HTTPXRequest):
-    """``HTTPXRequest`` for long polling; unreadable updates come out empty."""
+class ReadableUpdates(BotRequest):
+    """The request class for long polling; unreadable updates come out empty."""
 
     __slots__ = ()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,26 @@ async def test_dm_round_trip_streams_a_draft_then_commits_full_content(tg, fake,
     assert len(tg.calls_of("sendMessage")) == 1
     assert not tg.calls_of("editMessageText")
     assert fake.requests[0].json == {"content": "hi"}
+
+
+async def test_a_reply_leaves_no_http_or_retry_objects_in_reference_cycles(tg, fake, bot):
+    # bench.load at 1,000 chats: each Kamiya and Bot API request left its httpx response in a
+    # reference cycle, and each call a stamina retry context; the collections that freed them
+    # paused the event loop, and every reply with it, for up to 0.5 s.
+    alice = tg.user(1050)
+    tg.private_message(alice, "warm up")
+    await reply_shown(tg, 1050, 1)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        tg.private_message(alice, "and again")
+        await reply_shown(tg, 1050, 2)
+        gc.collect()
+        cyclic = {f"{type(o).__module__}.{type(o).__name__}" for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not {name for name in cyclic if name.startswith(("httpx", "tenacity", "stamina"))}
 
 
 async def test_conversation_id_is_reused_and_reset_starts_fresh(tg, fake, bot):
