@@ -16,15 +16,19 @@ class _Node:
     other: _Node | None = None
 
 
+def _a_cycle() -> weakref.ref[_Node]:
+    """Two objects only each other refers to: garbage only a collection frees."""
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    return weakref.ref(first)
+
+
 async def test_the_periodic_collection_frees_cycles_the_automatic_one_left():
     # The soak's leak: cycles that reached the oldest generation waited for a full collection.
     gc.disable()  # as if the automatic full collection never came
     collector = asyncio.create_task(collect_garbage(0.01))
     try:
-        first, second = _Node(), _Node()
-        first.other, second.other = second, first
-        gone = weakref.ref(first)
-        del first, second
+        gone = _a_cycle()
         await until(lambda: gone() is None)
     finally:
         collector.cancel()
@@ -39,10 +43,7 @@ async def test_a_busy_bot_waits_for_its_full_collection_but_not_forever():
     started = loop.time()
     collector = asyncio.create_task(collect_garbage(0.01, at_least_s=0.5, quiet_tasks=0))
     try:
-        first, second = _Node(), _Node()
-        first.other, second.other = second, first
-        gone = weakref.ref(first)
-        del first, second
+        gone = _a_cycle()
         await until(lambda: gone() is None)
         assert loop.time() - started >= 0.5  # busy (more than 0 tasks): it waited
     finally:
