@@ -23,9 +23,9 @@ Figures:
   whose delta arrived while the chat's gate was open count, ``ChatGate.delay() == 0`` then
   (asked as ``ChatGate.open()``, the same answer sooner):
   its own bucket, group cap and penalty allowed a call, and so did the bot-wide cap, with no
-  other chat queued ahead for it (or the chat held its granted slot). A stream's reader rests
-  while its chat's pace allows no call (``LiveRenderer.pause``); text it reads when a call's
-  slot wakes it counts from the slot's grant, not from the read. Both times are on
+  other chat queued ahead for it. A stream's reader rests while its chat's pace allows no
+  call (``LiveRenderer.pause``); text it reads when a call's granted slot wakes it (for that
+  call) counts too, from the grant, not from the read. Both times are on
   CLOCK_MONOTONIC, one clock for all processes of the machine.
   Also printed: ``pacer_to_telegram_ms``, for every call showing text, from the moment the
   reply's pacer let it go (``LiveRenderer._attempt`` starts) to its arrival at the fake: the

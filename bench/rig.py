@@ -111,11 +111,13 @@ class Arrivals:
         self.count += 1
         if track is None:
             return
-        if track.catching_up:
-            now = min(now, track.slot_at)
         gate = track.gate
-        track.times.append(now)
-        track.open.append(gate is not None and gate.open())
+        if track.catching_up:  # read for the call about to go, on the slot granted for it
+            track.times.append(min(now, track.slot_at))
+            track.open.append(True)
+        else:
+            track.times.append(now)
+            track.open.append(gate is not None and gate.open())
         if text and not text.isspace():
             track.last = track.total + len(text.rstrip())
         track.total += len(text)

@@ -286,11 +286,11 @@ class ChatGate:
 
     def delay(self) -> float:
         """Seconds until a call is allowed (0: now; not while other chats queue for the
-        bot-wide cap, unless this chat's turn has come or it holds a slot)."""
+        bot-wide cap, unless this chat's turn has come)."""
         now = self._clock()
         wait = self._own_delay(now)
         shared = self._shared
-        if shared is not None and not self._reserved:
+        if shared is not None:
             ticket = self._ticket
             if ticket is not None and ticket.granted:
                 pass
@@ -321,8 +321,6 @@ class ChatGate:
         """``delay() == 0``, answered from the cheapest facts first: while other chats queue for
         the bot-wide cap (most of the time under load), without looking at this chat's own."""
         shared = self._shared
-        if shared is not None and self._reserved:
-            shared = None  # it holds a slot
         ticket = self._ticket
         if shared is not None:
             if ticket is not None:

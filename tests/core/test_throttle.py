@@ -416,21 +416,21 @@ async def test_gates_count_chats_waiting_for_the_bot_wide_cap_and_report_each_42
     assert observer.limited == ["tg"]
 
 
-async def test_a_chat_holding_a_slot_may_call_while_others_queue():
-    # Found with bench.load: delay() said a chat must wait behind the queue even once its own
-    # slot was granted and held, so the text its call showed was not counted as sent at once.
+async def test_hold_says_how_long_no_call_can_go():
     gates = Gates(clock=asyncio.get_running_loop().time)
-    limits = PaceLimits(per_second=5.0, burst=5, global_per_second=2, global_burst=2)
+    limits = PaceLimits(per_second=1.0, burst=1, global_per_second=2, global_burst=2)
     holder, other, late = (gates.get(n, limits) for n in ("holder", "other", "late"))
     assert holder.reserve() == 0
     assert other.reserve() == 0
     assert late.reserve() > 0  # queued for the bot-wide cap
-    assert holder.delay() == 0
-    assert holder.open()
-    assert holder.hold() == 0
+    assert holder.hold() == 0  # its slot is taken: its call may go
     assert late.hold() == math.inf  # behind the queue, for as long as that takes
     holder.record()
-    assert holder.hold() == 0 or holder.hold() == math.inf
+    assert holder.hold() == math.inf  # its next call queues behind "late"
+    solo = gate(PaceLimits(per_second=1.0, burst=1))
+    assert solo.reserve() == 0
+    solo.record()
+    assert 0.9 < solo.hold() <= 1.0  # its own pace: one call a second
 
 
 @pytest.mark.parametrize("held_by", ["its own pace", "the bot-wide queue"])
