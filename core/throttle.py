@@ -4,9 +4,11 @@ A platform counts calls per chat (Telegram: about one a second per chat, 20 a mi
 30 a second per bot; Discord: about five per five seconds per message). ``ChatGate`` turns those
 limits (data, from config) into "how long until the next call may go", and a 429's
 ``retry_after`` into a penalty window for that chat alone. ``LiveRenderer`` sits between the
-Kamiya stream and the platform: ``update`` never waits (the stream is read at full speed),
-a worker task sends the newest text whenever the gate allows, skips texts already shown, and
-``finish`` delivers the final text as soon as the gate, and any penalty, allow.
+Kamiya stream and the platform: ``update`` never waits, a worker task sends the newest text
+whenever the gate allows, skips texts already shown, and ``finish`` delivers the final text as
+soon as the gate, and any penalty, allow. While the gate holds the chat back, ``pause`` lets the
+stream's reader rest (its tokens pile up unread, to be read in one go), and a call that may go
+wakes it first, so the call shows everything that came.
 
 The bot-wide cap is shared by every chat, so chats waiting for it queue: when a slot frees, the
 chat at the head of the queue is handed it and woken, and only that one. (Letting every waiting
