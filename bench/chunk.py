@@ -1,10 +1,11 @@
 """Per-chunk core overhead: SSE bytes → decoded event → typed delta → renderer decision.
 
 What one token costs the bot before any platform call: the incremental SSE decoder, the
-OpenAI-chunk JSON parse and order checks, the whole-text-so-far the sink receives, and the
-renderer's ``update`` (which never waits). Measured in isolation, in one process, on realistic
-chunks (one ``chat.completion.chunk`` per network read, 4 characters of text each), for a reply
-of ``--chars`` characters. Prints medians of ``--repeats`` runs; the target is ≤ 50 µs a chunk.
+OpenAI-chunk JSON parse and order checks, the whole-text-so-far the sink receives, the
+renderer's ``update`` (which never waits) and its ``pause`` after each network read. Measured
+in isolation, in one process, on realistic chunks (one ``chat.completion.chunk`` per network
+read, 4 characters of text each), for a reply of ``--chars`` characters. Prints medians of
+``--repeats`` runs; the target is ≤ 50 µs a chunk.
 Run: ``python -m bench.chunk [--chars 4000] [--repeats 7]``.
 """
 
@@ -56,6 +57,8 @@ async def one_reply(payload: list[bytes]) -> tuple[float, int]:
             if isinstance(event, TextDelta):
                 shown.append(event.text)
                 renderer.update("".join(shown))
+        if (rest := renderer.pause()) is not None:  # asked after each read, as the client does
+            await rest  # (never here: nothing was sent, so the gate holds nothing back)
     elapsed = time.perf_counter() - began
     await renderer.aclose()
     return elapsed, len(payload)

@@ -30,6 +30,8 @@ Figures:
   Also printed: ``pacer_to_telegram_ms``, for every call showing text, from the moment the
   reply's pacer let it go (``LiveRenderer._attempt`` starts) to its arrival at the fake: the
   bot's own share of any lag, whatever the queue for Telegram's budget was.
+- ``lag_after_warmup_ms``: the same lag, for calls after ``--warmup`` seconds only (the tail
+  is made while all streams start); the headline p50/p99 keep every call.
 - ``r429``: 429 answers after ``--warmup`` seconds (all of them are printed too).
 - ``exact``: chats whose final message is exactly the reply (``fullContent``), no Stop button.
 
@@ -76,16 +78,16 @@ def sent_at(report: WorldReport, arrivals: Arrivals) -> list[float | None]:
 
 
 def lags_ms(
-    report: WorldReport, arrivals: Arrivals, *, at_send: bool = False
+    report: WorldReport, arrivals: Arrivals, *, at_send: bool = False, after: float = 0.0
 ) -> tuple[list[float], int, int]:
     """Lags of the calls that count (see the module docstring), calls showing text, and
     calls whose text was not a prefix of the reply; ``at_send``: to when the bot sent each
-    call, not to its arrival at the fake."""
+    call, not to its arrival at the fake; ``after``: only calls that arrived after then."""
     lags: list[float] = []
     showing = wrong = 0
     sends = sent_at(report, arrivals) if at_send else [None] * len(report.calls)
     for call, sent in zip(report.calls, sends, strict=True):
-        if call.status != 200 or call.shown <= 0:
+        if call.status != 200 or call.shown <= 0 or call.at < after:
             continue
         showing += 1
         if not call.prefix:
@@ -173,6 +175,7 @@ async def run(
     cores = meter.cpu_between(first, last) / (last - first)
     lags, showing, wrong = lags_ms(report, arrivals)
     sent_lags, _, _ = lags_ms(report, arrivals, at_send=True)
+    settled, _, _ = lags_ms(report, arrivals, after=report.began + warmup)
     steady = sum(at > report.began + warmup for at in report.limited)
     rates = [
         (len(t.times) - 1) / (t.times[-1] - t.times[0])
@@ -205,6 +208,10 @@ async def run(
     )
     print(
         f"pacer_to_telegram_ms p50={percentile(going, 0.5):.1f} p99={percentile(going, 0.99):.1f}"
+    )
+    print(
+        f"lag_after_warmup_ms p50={percentile(settled, 0.5):.1f} "
+        f"p99={percentile(settled, 0.99):.1f} counted={len(settled)} (calls after --warmup)"
     )
     starts = [start - first for start, _ in streams]
     lengths = [end - start for start, end in streams]
