@@ -105,14 +105,19 @@ class Arrivals:
     def note(self, track: Track | None, text: str) -> None:
         """A delta of ``track``'s chat arrived now (the chat looked up once per reply).
 
-        Read while catching up (it came while the reader rested, before the chat's call slot
-        was granted), it counts from the grant: when the pace allowed showing it."""
+        Read once the chat's call slot was granted, before the call (it came while the reader
+        rested, and the grant or the call woke it), it counts from the grant: when the pace
+        allowed showing it."""
         now = time.monotonic()
         self.count += 1
         if track is None:
             return
         gate = track.gate
-        if track.catching_up:  # read for the call about to go, on the slot granted for it
+        ticket = gate._ticket if gate is not None else None
+        if ticket is not None and ticket.granted:  # woken as its queued slot was granted
+            track.times.append(min(now, ticket.granted_at))
+            track.open.append(True)
+        elif track.catching_up:  # read for the call about to go, on the slot granted for it
             track.times.append(min(now, track.slot_at))
             track.open.append(True)
         else:

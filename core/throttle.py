@@ -90,13 +90,14 @@ class PaceLimits:
 class _Ticket:
     """A chat's place in the queue for the bot-wide cap; ``granted`` once a slot is its own."""
 
-    __slots__ = ("claimed", "future", "granted_at", "revoked")
+    __slots__ = ("claimed", "future", "granted_at", "revoked", "waking")
 
     def __init__(self, future: asyncio.Future[None]) -> None:
         self.future = future
         self.granted_at = 0.0
         self.claimed = False
         self.revoked = False
+        self.waking: Callable[[], None] | None = None  # called as the slot is handed over
 
     @property
     def granted(self) -> bool:
@@ -251,6 +252,8 @@ class _Window:
             self.take()
             room -= 1
             ticket.granted_at = now
+            if ticket.waking is not None:
+                ticket.waking()  # before the chat's own wake-up: it runs first
             ticket.future.set_result(None)
             granted.append(ticket)
         if self.queued and self._timer is None:
@@ -370,11 +373,13 @@ class ChatGate:
         self,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         priority: Priority = Priority.UPDATE,
+        waking: Callable[[], None] | None = None,
     ) -> None:
         """Wait until a call may go, then hold its slot, as ``reserve`` returning 0 does.
 
         Waits for this chat's own limits by sleeping, and for the bot-wide cap in its queue,
-        woken once when its turn comes.
+        woken once when its turn comes; ``waking`` is called as the slot is handed over, in
+        the same step, so whatever it wakes runs before this does.
         """
         while (delay := self.reserve(priority)) > 0:
             ticket = self._ticket
@@ -382,6 +387,7 @@ class ChatGate:
                 # A floor: float rounding can leave nanoseconds, which must not busy-loop.
                 await sleep(max(delay, _MIN_WAIT))
                 continue
+            ticket.waking = waking
             try:
                 await ticket.future
             except asyncio.CancelledError:
@@ -590,10 +596,16 @@ class LiveRenderer:
 
     async def _catch_up(self) -> None:
         """A call may go: a resting reader first reads what came meanwhile. Its wake-up is
-        queued before this task's, and it reads all that is buffered without waiting."""
+        queued before this task's, and it reads all that is buffered without waiting. (A slot
+        handed over from the bot-wide queue woke it already, with ``_wake_reader``: one step
+        of the event loop sooner.)"""
         if self._resting is not None:
             _settle(self._resting)
             await asyncio.sleep(0)
+
+    def _wake_reader(self) -> None:
+        if self._resting is not None:
+            _settle(self._resting)
 
     async def finish(self, text: str) -> None:
         """Show ``text`` as the final state; returns once it is delivered (or given up on)."""
@@ -662,7 +674,7 @@ class LiveRenderer:
         return True
 
     async def _pace(self, priority: Priority) -> None:
-        await self._gate.acquire(self._sleep, priority)
+        await self._gate.acquire(self._sleep, priority, self._wake_reader)
 
 
 def _settle(future: asyncio.Future[None]) -> None:
