@@ -306,21 +306,14 @@ class ChatGate:
         return max(0.0, wait)
 
     def hold(self) -> float:
-        """Seconds for which no call of this chat can go (``inf``: queued behind other chats
-        for the bot-wide cap, for as long as that takes)."""
-        now = self._clock()
-        wait = self._own_delay(now)
-        shared = self._shared
-        if shared is not None and not self._reserved:
-            ticket = self._ticket
-            if ticket is not None:
-                if not ticket.granted:
-                    return math.inf
-            elif shared.queued:
-                return math.inf
-            else:
-                wait = max(wait, shared.delay(now))
-        return max(0.0, wait)
+        """``delay``, but ``inf`` while queued behind other chats for the bot-wide cap (for as
+        long as that takes), and only its own limits while it holds a slot."""
+        shared, ticket = self._shared, self._ticket
+        if shared is None or self._reserved:
+            return max(0.0, self._own_delay(self._clock()))
+        if (ticket is None and shared.queued) or (ticket is not None and not ticket.granted):
+            return math.inf
+        return self.delay()
 
     def open(self) -> bool:
         """``delay() == 0``, answered from the cheapest facts first: while other chats queue for
@@ -600,7 +593,7 @@ class LiveRenderer:
         handed over from the bot-wide queue woke it already, with ``_wake_reader``: one step
         of the event loop sooner.)"""
         if self._resting is not None:
-            _settle(self._resting)
+            self._wake_reader()
             await asyncio.sleep(0)
 
     def _wake_reader(self) -> None:
