@@ -58,7 +58,16 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.schema import DropSchema
 
-from bench.rig import Arrivals, Meter, peak_rss_mb, running_bot, world, write_config
+from bench.rig import (
+    Arrivals,
+    Meter,
+    peak_rss_mb,
+    prepare_process,
+    running_bot,
+    streams_for,
+    world,
+    write_config,
+)
 from bench.world import WorldOptions, WorldReport
 from bots import loop
 
@@ -78,11 +87,17 @@ def sent_at(report: WorldReport, arrivals: Arrivals) -> list[float | None]:
 
 
 def lags_ms(
-    report: WorldReport, arrivals: Arrivals, *, at_send: bool = False, after: float = 0.0
+    report: WorldReport,
+    arrivals: Arrivals,
+    *,
+    at_send: bool = False,
+    after: float = 0.0,
+    worst: list[tuple[float, float, str]] | None = None,
 ) -> tuple[list[float], int, int]:
     """Lags of the calls that count (see the module docstring), calls showing text, and
     calls whose text was not a prefix of the reply; ``at_send``: to when the bot sent each
-    call, not to its arrival at the fake; ``after``: only calls that arrived after then."""
+    call, not to its arrival at the fake; ``after``: only calls that arrived after then;
+    ``worst``: gets (lag, seconds into the run, method) of each call counted."""
     lags: list[float] = []
     showing = wrong = 0
     sends = sent_at(report, arrivals) if at_send else [None] * len(report.calls)
@@ -101,6 +116,8 @@ def lags_ms(
             at = call.at if not at_send else sent
             if at is not None:
                 lags.append((at - track.times[newest]) * 1000)
+                if worst is not None:
+                    worst.append((lags[-1], call.at - report.began, call.method))
     return lags, showing, wrong
 
 
@@ -162,7 +179,7 @@ async def run(
                 Path(folder),
                 kamiya_url=users.kamiya_url,
                 telegram_url=users.telegram_url,
-                streams=max(200, options.chats),
+                streams=streams_for(options.chats),
                 storage=storage,
             )
             async with running_bot(config, arrivals, memory=memory), Meter(0.5) as meter:
@@ -173,7 +190,8 @@ async def run(
     streams = users.streams
     first, last = min(s for s, _ in streams), max(e for _, e in streams)
     cores = meter.cpu_between(first, last) / (last - first)
-    lags, showing, wrong = lags_ms(report, arrivals)
+    worst: list[tuple[float, float, str]] = []  # (lag ms, s into the run, method)
+    lags, showing, wrong = lags_ms(report, arrivals, worst=worst)
     sent_lags, _, _ = lags_ms(report, arrivals, at_send=True)
     settled, _, _ = lags_ms(report, arrivals, after=report.began + warmup)
     steady = sum(at > report.began + warmup for at in report.limited)
@@ -213,6 +231,8 @@ async def run(
         f"lag_after_warmup_ms p50={percentile(settled, 0.5):.1f} "
         f"p99={percentile(settled, 0.99):.1f} counted={len(settled)} (calls after --warmup)"
     )
+    worst.sort(reverse=True)
+    print("worst_lags " + " ".join(f"{lag:.0f}ms@{at:.2f}s:{how}" for lag, at, how in worst[:6]))
     starts = [start - first for start, _ in streams]
     lengths = [end - start for start, end in streams]
     print(
@@ -256,6 +276,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, timeout_s=args.timeout
     )
+    prepare_process(options.chats)
     if args.store != "postgresql":
         loop.run(run(options, args.warmup, memory=args.store == "memory"))
         return

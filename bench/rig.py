@@ -24,8 +24,16 @@ from unittest.mock import patch
 from telegram.request import HTTPXRequest
 
 from bench.world import KAMIYA_KEY, SHOWING, WorldOptions, WorldReport, run_kamiya, run_world
+from bots import fds
 from bots.telegram.app import TelegramFrontend
-from core import KamiyaClient, TextDelta, build_http_client, conversations_from_config, load_config
+from core import (
+    MAX_CONNECTIONS,
+    KamiyaClient,
+    TextDelta,
+    build_http_client,
+    conversations_from_config,
+    load_config,
+)
 from core.client import CONVERSATION_PATH, Pace
 from core.events import StreamReader
 from core.throttle import ChatGate, LiveRenderer, Priority
@@ -49,8 +57,10 @@ __all__ = [
     "Meter",
     "World",
     "peak_rss_mb",
+    "prepare_process",
     "rss_mb",
     "running_bot",
+    "streams_for",
     "timed_attempts",
     "timed_requests",
     "timed_slots",
@@ -242,6 +252,16 @@ class _TimedReader(StreamReader):
         if type(event) is TextDelta:
             self._arrivals.note(self._track, event.text)
         return event
+
+
+def streams_for(chats: int) -> int:
+    """``[bot] max_concurrent_streams`` for a bench of ``chats`` chats."""
+    return max(200, chats)
+
+
+def prepare_process(chats: int) -> None:
+    """What ``kamiya-bot run`` does before its event loop starts (``bots.fds``)."""
+    fds.prepare(min(streams_for(chats), MAX_CONNECTIONS))
 
 
 def write_config(

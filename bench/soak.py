@@ -21,7 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.rig import Arrivals, Meter, running_bot, world, write_config
+from bench.rig import (
+    Arrivals,
+    Meter,
+    prepare_process,
+    running_bot,
+    streams_for,
+    world,
+    write_config,
+)
 from bench.world import WorldOptions
 from bots import loop
 
@@ -36,7 +44,7 @@ async def run(options: WorldOptions, every: float, *, memory: bool = False) -> N
                 Path(folder),
                 kamiya_url=users.kamiya_url,
                 telegram_url=users.telegram_url,
-                streams=max(200, options.chats),
+                streams=streams_for(options.chats),
             )
             async with running_bot(config, arrivals, memory=memory), Meter(every) as meter:
                 began = time.monotonic()
@@ -88,6 +96,7 @@ def main() -> None:
     options = WorldOptions(
         chats=args.chats, groups=args.groups, rate=args.rate, minutes=args.minutes
     )
+    prepare_process(options.chats)
     loop.run(run(options, args.every, memory=args.store == "memory"))
 
 

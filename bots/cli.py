@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
-from bots import loop
+from bots import fds, loop
 from bots.check import run_checks
 from bots.logs import configure_logging
 from bots.metrics import PrometheusObserver
@@ -28,6 +28,7 @@ from bots.ops import OpsServer
 from bots.runner import NoFrontend, StartFailed, select_frontends, serve, stop_on_signals
 from bots.terminal import HELP, chat_loop, piped_lines, prompt_lines
 from core import (
+    MAX_CONNECTIONS,
     NULL_OBSERVER,
     ConfigError,
     Conversations,
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.config:
         _warn_if_exposed(args.config)
+    if args.command == "run":
+        fds.prepare(min(config.bot.max_concurrent_streams, MAX_CONNECTIONS))
     try:
         return loop.run(_COMMANDS[args.command](args, config))
     except (Fatal, NoFrontend, StartFailed) as exc:

@@ -6,7 +6,7 @@ Frontends import from here only. The seam they implement is ``ReplySink``; the o
 
 from __future__ import annotations
 
-from core.client import KamiyaClient, Message, build_http_client, can_block
+from core.client import MAX_CONNECTIONS, KamiyaClient, Message, build_http_client, can_block
 from core.config import (
     Config,
     ConfigError,
@@ -53,6 +53,7 @@ from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats
 
 __all__ = [
     "DEFAULT",
+    "MAX_CONNECTIONS",
     "NULL_OBSERVER",
     "BadKey",
     "BlockingNotSupported",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from core.config import KamiyaSettings
 
 __all__ = [
+    "MAX_CONNECTIONS",
     "AcyclicClient",
     "KamiyaClient",
     "Message",
@@ -54,6 +55,9 @@ Message = Mapping[str, str]
 Pace = Callable[[], Awaitable[None] | None]
 
 
+MAX_CONNECTIONS = 1024  # to Kamiya at once: streams beyond wait for one
+
+
 def build_http_client(settings: KamiyaSettings) -> httpx.AsyncClient:
     """The one pooled client for Kamiya: a long read timeout (replies stream slowly), a short
     connect timeout (an unreachable relay should fail fast), room for many parallel streams."""
@@ -69,7 +73,9 @@ def http_client(timeout: httpx.Timeout) -> httpx.AsyncClient:
     at 1,000 chats streaming at once that was a third of the bot's CPU, and aiohttp's reader
     (its parser in C) needs a third less CPU per reply in all (``python -m bench.load``).
     """
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
+    limits = httpx.Limits(
+        max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+    )
     return AcyclicClient(
         timeout=timeout, transport=_Transport(limits=limits), follow_redirects=False
     )

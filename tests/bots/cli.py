@@ -10,6 +10,7 @@ import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,13 @@ def stored_ids(db: Path) -> dict[str, str | None]:
         return dict(conn.execute("SELECT chat_key, conversation_id FROM chats").fetchall())
 
 
+def _soft_open_files(limit: int) -> None:
+    import resource  # noqa: PLC0415 - POSIX only, in the child
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+
 @dataclass
 class Served:
     """A ``kamiya-bot run`` process after SIGTERM: exit code, stderr, seconds it took to stop."""
@@ -66,11 +74,17 @@ class Served:
     code: int | None = None
     stderr: str = ""
     stop_s: float = 0.0
+    pid: int = 0
 
 
 @asynccontextmanager
-async def serving(config: Path, **env: str) -> AsyncIterator[Served]:
-    """Run ``kamiya-bot run --config`` for the body, then SIGTERM it and collect the result."""
+async def serving(
+    config: Path, *, open_files: int | None = None, **env: str
+) -> AsyncIterator[Served]:
+    """Run ``kamiya-bot run --config`` for the body, then SIGTERM it and collect the result.
+
+    ``open_files``: the process starts with this soft limit of open files, as some service
+    managers start it (1,024, or less)."""
     proc = await asyncio.create_subprocess_exec(
         *command("run", "--config", str(config)),
         cwd=config.parent,
@@ -78,8 +92,9 @@ async def serving(config: Path, **env: str) -> AsyncIterator[Served]:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=None if open_files is None else partial(_soft_open_files, open_files),
     )
-    served = Served()
+    served = Served(pid=proc.pid)
     try:
         yield served
     finally:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import resource
 import socket
+from pathlib import Path
 
 import httpx
+import pytest
 
+from bots import fds
 from tests.bots.cli import serving
 from tests.bots.telegram.harness import write_config
 from tests.conftest import KEY
@@ -25,6 +30,33 @@ async def test_run_serves_the_telegram_bot_and_stops_on_sigterm(tmp_path, tg, fa
     assert KEY not in served.stderr
     assert "TEST-TOKEN" not in served.stderr
     assert fake.requests[0].json == {"content": "hello from outside"}
+
+
+def proc_field(pid: int, name: str, pattern: str) -> int:
+    """A number from ``/proc/<pid>/<name>``, on the line that starts with ``pattern``."""
+    text = Path(f"/proc/{pid}/{name}").read_text(encoding="utf-8")
+    found = re.search(f"^{pattern}", text, re.MULTILINE)
+    assert found is not None, text
+    return int(found[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+async def test_run_makes_room_for_every_stream_before_it_serves(tmp_path, tg, fake):
+    """Started with 256 open files allowed, as some service managers start a service, the bot
+    raises its limit to what ``max_concurrent_streams`` needs and grows the kernel's table of
+    files ahead, not in a pause of the event loop as the crowd of streams opens sockets."""
+    write_config(tmp_path, kamiya_url=fake.base_url, telegram_url=tg.base_url, key=KEY)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 200 + fds.HEADROOM  # the default max_concurrent_streams
+    if hard != resource.RLIM_INFINITY:
+        needed = min(needed, hard)
+    async with serving(tmp_path / "bot.toml", open_files=256) as served:
+        await tg.wait_for(lambda f: f.waiting_polls > 0, timeout=30)
+        soft = proc_field(served.pid, "limits", r"Max open files\s+(\d+)")
+        slots = proc_field(served.pid, "status", r"FDSize:\s+(\d+)")
+    assert soft >= needed
+    assert slots >= needed
+    assert served.code == 0, served.stderr
 
 
 async def test_run_serves_metrics_and_health_and_writes_json_lines(tmp_path, tg, fake):
