@@ -32,6 +32,7 @@ from core.limits import Limits
 from core.models import DEFAULT, ModelAccess
 from core.observe import NULL_OBSERVER, TurnTrace, in_trace, new_request_id
 from core.retries import RetryPolicy
+from core.steps import StepGate
 from core.titles import fallback_title, guess_language, tidy_title, title_prompt
 from core.views import ChatView, HistoryEntry, ModelChange, ResumeOutcome, Stats, UserUsage
 
@@ -137,6 +138,8 @@ class Conversations:
         self._retries = retries
         # Bounds the Kamiya streams of the whole process; turns beyond it wait, told so.
         self._streams = asyncio.Semaphore(max_streams) if max_streams else None
+        # A burst of turns opens its requests a few per loop step (``core.steps``).
+        self._opening = StepGate()
         self._clock = clock
         self._inflight = InflightLog(store, clock)
         self._background = Background("titles")
@@ -601,6 +604,7 @@ class Conversations:
         attempt reported by its error class."""
 
         async def attempt() -> T:
+            await self._opening.passage()
             try:
                 return await work()
             except KamiyaError as exc:
