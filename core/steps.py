@@ -21,7 +21,11 @@ OPENS_PER_STEP = 8  # ~8 ms of work per step at most, 1,000 openings a second or
 
 class StepGate:
     """``await gate.passage()`` returns at once for the first ``per_step`` callers of a loop
-    step; later ones wait, first come first served, for a step with room."""
+    step; later ones wait, first come first served, for a step with room.
+
+    Exact for a burst; callers arriving one by one just as a step ends may make it up to twice
+    ``per_step`` in one step (a step's start is only seen when its first callback runs).
+    """
 
     def __init__(self, per_step: int = OPENS_PER_STEP) -> None:
         if per_step < 1:
@@ -30,6 +34,7 @@ class StepGate:
         self._left = per_step
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._next: asyncio.Handle | None = None
+        self._next_on: asyncio.AbstractEventLoop | None = None
 
     @property
     def waiting(self) -> int:
@@ -51,8 +56,10 @@ class StepGate:
             raise
 
     def _step_later(self) -> None:
-        if self._next is None:
-            self._next = asyncio.get_running_loop().call_soon(self._step)
+        loop = asyncio.get_running_loop()
+        if self._next is None or self._next_on is not loop:  # (a loop closed before it ran)
+            self._next = loop.call_soon(self._step)
+            self._next_on = loop
 
     def _step(self) -> None:
         """A new step of the loop: room again, handed first to the longest waiting."""

@@ -74,3 +74,24 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_line():
 def test_per_step_is_at_least_one():
     with pytest.raises(ValueError, match="at least 1"):
         StepGate(per_step=0)
+
+
+def test_a_gate_outlives_an_event_loop_closed_in_the_middle_of_a_step():
+    """A step scheduled on a loop that closed before it ran must not leave the gate shut."""
+    gate = StepGate(per_step=1)
+
+    async def take_and_stop() -> None:
+        asyncio.get_running_loop().stop()  # the loop ends with this batch of callbacks
+        await gate.passage()  # takes the step's room, schedules the next step after it
+
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(take_and_stop())
+    loop.run_forever()
+    assert task.done()
+    loop.close()  # the gate's next step never ran
+
+    async def later() -> None:
+        async with asyncio.timeout(5):
+            await asyncio.gather(*(gate.passage() for _ in range(3)))
+
+    asyncio.run(later())
