@@ -10,9 +10,10 @@ Two things stand in the way of a thousand at once:
   threads (aiosqlite's, the resolver's) each growth waits for an RCU grace period while holding
   the event loop: 5-15 ms, measured up to 100 ms on a loaded machine, at the moment the 256th,
   512th and 1,024th sockets open, which is when a crowd of chats starts streaming
-  (``python -m bench.load --chats 1000``: the worst lags of a run, p99 20 → 5-10 ms once the table
-  is grown ahead). Duplicating a file descriptor to the highest number needed grows it once,
-  before any thread exists; the table never shrinks, and costs 16 bytes a slot.
+  (``python -m bench.load --chats 1000``: the worst lags of a run; p99 lag, median of 5 runs,
+  30 → 13 ms once the table is grown ahead). Duplicating a file descriptor to the highest
+  number needed grows it once, before any thread exists; the table never shrinks, and costs
+  16 bytes a slot.
 """
 
 from __future__ import annotations
